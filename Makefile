@@ -38,8 +38,20 @@ test: $(STAMP)
 bench-quick: $(STAMP)
 	$(BIN)/python -m pytest bench --benchmark-disable -q -p no:cacheprovider
 
+# Full sizes, saved as .benchmarks/<machine>/NNNN_<commit>_<date>.json with every round
+# (--benchmark-save-data, for the bootstrap of bench-compare) and machine/library metadata.
+# Select with BENCH_ARGS, e.g. make bench BENCH_ARGS='-k "calibration or metrics"'.
 bench: $(STAMP)
-	$(BIN)/python -m pytest bench --benchmark-autosave --benchmark-storage=.benchmarks -p no:cacheprovider
+	$(BIN)/python -m pytest bench --benchmark-autosave --benchmark-save-data \
+		--benchmark-storage=.benchmarks -p no:cacheprovider $(BENCH_ARGS)
+
+# The two newest saved runs, or BASELINE=0003 CANDIDATE=0007; exits 1 on a regression.
+bench-compare: $(STAMP)
+	$(BIN)/evcf bench compare $(BASELINE) $(CANDIDATE) --storage .benchmarks $(COMPARE_ARGS)
+
+# Markdown table + PNG plots of every saved run.
+bench-report: $(STAMP)
+	$(BIN)/evcf bench report --storage .benchmarks --out bench_out/report --overwrite
 
 lint: $(STAMP)
 	$(BIN)/ruff check evcf_fast kernels tests bench tools

@@ -1,0 +1,153 @@
+"""End-to-end preparation: raw logs -> strong-generalization split -> dataset directory.
+
+The procedure is the Liang et al. (WWW 2018) / Kim & Suh (RecSys 2019) notebook (PAPER_SPEC 1.1):
+see :mod:`evcf_fast.data.split`. This module wires the readers, the split and the atomic write
+together, applies the rating filter inside the Polars scan (rows that fail it are never
+materialised), hashes the sources on a background thread, and records what it did in the
+dataset's ``meta.json``.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import datetime
+import hashlib
+import os
+import time
+from pathlib import Path
+
+from .. import __version__
+from .._progress import progress as _progress
+from . import readers
+from .dataset import SplitDataset
+from .split import _check_params, split_positives
+
+
+def prepare(paths, out_dir: str | os.PathLike | None = None, *, n_heldout: int | None,
+            format: str = "auto", user_col: str | None = None, item_col: str | None = None,
+            rating_col: str | None = None, timestamp_col: str | None = None,
+            separator: str | None = None, has_header: bool | None = None,
+            min_rating: float | None = 3.5, min_user_count: int = 5, seed: int = 98765,
+            heldout_fraction: float = 0.2, exact: bool = True, overwrite: bool = False,
+            progress: bool = True, hash_sources: bool = True,
+            name: str | None = None) -> SplitDataset:
+    """Read raw interaction files, split them, and optionally write the dataset directory.
+
+    Parameters
+    ----------
+    paths : path-like or sequence of path-likes
+        Input files or directories (see :func:`evcf_fast.data.readers.read_interactions`), or the
+        authors' pre-split directory with ``format="presplit"`` (auto-detected too).
+    out_dir : path-like, optional
+        Dataset directory to write (atomically: a temporary directory renamed into place).
+    n_heldout : int or None
+        Validation users, and test users (10,000 for ML-20M, 40,000 for Netflix). None only for
+        pre-split input, whose split is given.
+    format : str
+        One of ``readers.FORMATS`` or ``"presplit"``.
+    user_col, item_col, rating_col, timestamp_col, separator, has_header
+        Column and parsing options for generic CSV/TSV/Parquet input.
+    min_rating : float or None
+        Keep ``rating > min_rating``; None for implicit data (every row is a positive).
+    min_user_count, seed, heldout_fraction, exact
+        See :func:`evcf_fast.data.split.strong_generalization_split`.
+    overwrite : bool
+        Replace an existing ``out_dir``; otherwise an existing one is an error, raised before
+        any work.
+    progress : bool
+        Progress bars on stderr.
+    hash_sources : bool
+        Record the sha256 of every input file in the metadata (computed while parsing).
+    name : str, optional
+        Dataset name for the metadata (default: ``out_dir``'s name or the first input's).
+
+    Returns
+    -------
+    SplitDataset
+        The in-memory split (the same arrays that were written).
+    """
+    t0 = time.perf_counter()
+    if out_dir is not None and Path(out_dir).exists() and not overwrite:
+        raise FileExistsError(f"output directory {str(out_dir)!r} already exists; pass "
+                              f"overwrite (--overwrite) to replace it")
+    plist = readers.as_path_list(paths)
+    presplit = format == "presplit" or (
+        format == "auto" and len(plist) == 1 and plist[0].is_dir()
+        and all((plist[0] / f).is_file() for f in readers.PRESPLIT_FILES))
+    if presplit:
+        if n_heldout is not None:
+            raise ValueError(f"n_heldout must be None for pre-split input (its split is given), "
+                             f"got {n_heldout}")
+        if len(plist) != 1:
+            raise ValueError(f"pre-split input is one directory, got {len(plist)} paths")
+        ds = readers.read_presplit(plist[0])
+        if out_dir is not None:
+            ds.save(out_dir, overwrite=overwrite)
+        return ds
+    if n_heldout is None:
+        raise TypeError("n_heldout is required (the number of validation and of test users)")
+    _check_params(n_heldout=n_heldout, min_rating=min_rating, min_user_count=min_user_count,
+                  heldout_fraction=heldout_fraction)
+    sources = readers.resolve_sources(plist, format=format, user_col=user_col,
+                                      item_col=item_col, rating_col=rating_col,
+                                      timestamp_col=timestamp_col, separator=separator,
+                                      has_header=has_header)
+    if min_rating is not None and not sources[0].has_rating:
+        raise ValueError(f"{str(sources[0].path)!r} has no rating column, so min_rating="
+                         f"{min_rating} cannot be applied; pass min_rating=None (--implicit) for "
+                         f"implicit data, or name the column (--rating-col)")
+
+    bar = _progress(total=3, desc="prepare", unit="step", enabled=progress)
+    bar.set_postfix_str("parse")
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        hashes = pool.submit(_describe_sources, sources, hash_sources)
+        stats = {}
+        positives = readers.collect_sources(sources, with_timestamp=False,
+                                            min_rating=min_rating, stats=stats)
+        t_parse = time.perf_counter()
+        bar.update()
+        bar.set_postfix_str("split")
+        meta = {
+            "name": name or (Path(out_dir).name if out_dir is not None else plist[0].stem),
+            "source_format": sources[0].kind if format == "auto" else format,
+            "library": f"evcf_fast {__version__}",
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(
+                timespec="seconds"),
+        }
+        ds = split_positives(positives["user"], positives["item"], n_rows=stats["n_rows"],
+                             n_heldout=n_heldout, min_rating=min_rating,
+                             min_user_count=min_user_count, seed=seed,
+                             heldout_fraction=heldout_fraction, exact=exact, meta=meta)
+        del positives
+        t_split = time.perf_counter()
+        ds.meta["sources"] = hashes.result()
+    bar.update()
+    if out_dir is not None:
+        bar.set_postfix_str("write")
+        ds.meta["timings_s"] = {"parse": round(t_parse - t0, 3),
+                                "split": round(t_split - t_parse, 3)}
+        ds.save(out_dir, overwrite=overwrite)
+    bar.update()
+    bar.close()
+    return ds
+
+
+def _describe_sources(sources, hash_sources: bool) -> list[dict]:
+    out = []
+    for s in sources:
+        files = s.files if s.kind == "netflix_dir" else (s.path,)
+        h = hashlib.sha256() if hash_sources else None
+        size = 0
+        for f in files:
+            size += os.path.getsize(f)
+            if h is not None:
+                with open(f, "rb") as fh:
+                    while chunk := fh.read(8 << 20):
+                        h.update(chunk)
+        entry = {"path": str(Path(s.path).resolve()), "size": size}
+        if len(files) > 1:
+            entry["n_files"] = len(files)
+        if h is not None:
+            entry["sha256"] = h.hexdigest()
+        out.append(entry)
+    return out

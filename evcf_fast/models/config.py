@@ -1,0 +1,158 @@
+"""Model configuration shared by every model of Kim & Suh (RecSys 2019) and Liang et al. (WWW 2018).
+
+One frozen, keyword-only dataclass describes every architecture of the family; the authors' quirks
+(PAPER_SPEC section 2) are explicit fields so that a preset can reproduce them or switch them off.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+MODEL_NAMES = ("multvae", "multdae", "vamp", "hvamp", "hvamp1")
+LIKELIHOODS = ("multinomial", "bernoulli")
+KL_ESTIMATORS = ("mc", "analytic")
+INITS = ("he", "xavier")
+
+# Models whose prior is the VampPrior; the authors' code trains them with a Bernoulli likelihood
+# by default (PAPER_SPEC 2.2) while Mult-VAE/Mult-DAE are multinomial.
+VAMP_FAMILY = ("vamp", "hvamp", "hvamp1")
+
+
+def _check_int(name: str, value, *, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+
+
+def _check_float(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a float, got {type(value).__name__}")
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    return float(value)
+
+
+def _check_choice(name: str, value, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"unknown {name} {value!r}; expected one of {list(choices)}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelConfig:
+    """Architecture and objective of one model.
+
+    Parameters
+    ----------
+    model : {"multvae", "multdae", "vamp", "hvamp", "hvamp1"}
+        Mult-VAE (authors' baseline / Liang et al.), Mult-DAE (Liang et al.), Vamp (one stochastic
+        layer with a VampPrior), H+Vamp (z1/z2 hierarchy, ``num_layers >= 1``; the authors use 2)
+        and the one-hidden-layer H+Vamp variant.
+    n_items : int
+        Number of items D (input and output width).
+    hidden_size : int
+        Width H of every hidden layer.
+    latent_size : int
+        Size of z (z1 for the hierarchical models); the code width of Mult-DAE.
+    latent2_size : int
+        Size of z2 (hvamp, hvamp1 only).
+    num_layers : int
+        Number of hidden layers L of each encoder/decoder stack.
+    gated : bool
+        GLU hidden layers ``(Wx+b) * sigmoid(Vx+c)`` (no tanh, as in the authors' code) instead of
+        tanh layers.
+    likelihood : {"multinomial", "bernoulli"} or None
+        None picks the authors' default: multinomial for multvae/multdae, Bernoulli for the Vamp
+        family.
+    dropout : float
+        Input dropout rate, in [0, 1); applied after the L2 row normalisation.
+    n_components : int
+        Number K of VampPrior pseudo-inputs.
+    pseudoinputs_mean, pseudoinputs_std : float
+        Normal initialisation of the pseudo-input matrix (authors: 0.05 and 0.01).
+    kl : {"mc", "analytic"}
+        "mc": one-sample Monte-Carlo estimate log q(z|x) - log p(z) (authors); "analytic": the
+        closed-form Gaussian KL to N(0, I) (Liang et al.; multvae only).
+    logvar_clip : tuple of two floats or None
+        Hardtanh bounds of every log-variance head (authors: (-12, 4)); None leaves them
+        unconstrained (Liang et al.).
+    init : {"he", "xavier"}
+        "he": He-normal weights N(0, sqrt(2/fan_in)) and PyTorch default uniform biases (authors);
+        "xavier": Glorot-uniform weights and N(0, 0.001) truncated-normal biases (Liang et al.).
+    normalize_pseudoinputs : bool
+        L2-normalise the pseudo-inputs like real rows (the authors do not).
+    pseudoinput_dropout : bool
+        Apply the encoder's input dropout to the pseudo-inputs in training (the authors do).
+    dae_l2 : float
+        Mult-DAE weight penalty: ``dae_l2 * sum ||W||_F^2`` over weight matrices (not biases) is
+        added to the loss (Liang et al.: 0.01 / batch_size). multdae only.
+    """
+
+    model: str
+    n_items: int
+    hidden_size: int = 600
+    latent_size: int = 200
+    latent2_size: int = 200
+    num_layers: int = 1
+    gated: bool = False
+    likelihood: str | None = None
+    dropout: float = 0.5
+    n_components: int = 1000
+    pseudoinputs_mean: float = 0.05
+    pseudoinputs_std: float = 0.01
+    kl: str = "mc"
+    logvar_clip: tuple[float, float] | None = (-12.0, 4.0)
+    init: str = "he"
+    normalize_pseudoinputs: bool = False
+    pseudoinput_dropout: bool = True
+    dae_l2: float = 0.0
+
+    def __post_init__(self):
+        _check_choice("model", self.model, MODEL_NAMES)
+        _check_int("n_items", self.n_items, minimum=1)
+        _check_int("hidden_size", self.hidden_size, minimum=1)
+        _check_int("latent_size", self.latent_size, minimum=1)
+        _check_int("latent2_size", self.latent2_size, minimum=1)
+        _check_int("num_layers", self.num_layers, minimum=1)
+        _check_int("n_components", self.n_components, minimum=1)
+        for name in ("gated", "normalize_pseudoinputs", "pseudoinput_dropout"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name} must be a bool, got {type(getattr(self, name)).__name__}")
+        if self.likelihood is None:
+            default = "bernoulli" if self.model in VAMP_FAMILY else "multinomial"
+            object.__setattr__(self, "likelihood", default)
+        _check_choice("likelihood", self.likelihood, LIKELIHOODS)
+        _check_choice("kl", self.kl, KL_ESTIMATORS)
+        _check_choice("init", self.init, INITS)
+        object.__setattr__(self, "dropout", _check_float("dropout", self.dropout))
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        for name in ("pseudoinputs_mean", "pseudoinputs_std", "dae_l2"):
+            object.__setattr__(self, name, _check_float(name, getattr(self, name)))
+        if self.pseudoinputs_std < 0:
+            raise ValueError(f"pseudoinputs_std must be >= 0, got {self.pseudoinputs_std}")
+        if self.dae_l2 < 0:
+            raise ValueError(f"dae_l2 must be >= 0, got {self.dae_l2}")
+        if self.dae_l2 != 0 and self.model != "multdae":
+            raise ValueError(f"dae_l2 is the Mult-DAE weight penalty; expected 0 for "
+                             f"model={self.model!r}, got {self.dae_l2}")
+        if self.model == "hvamp1" and self.num_layers != 1:
+            raise ValueError(f"model='hvamp1' has exactly one hidden layer, expected "
+                             f"num_layers=1, got {self.num_layers}; use model='hvamp' for more")
+        if self.kl == "analytic" and self.model != "multvae":
+            raise ValueError(f"kl='analytic' (closed-form KL to N(0, I)) needs model='multvae', "
+                             f"got model={self.model!r}; the VampPrior models use kl='mc'")
+        if self.logvar_clip is not None:
+            clip = self.logvar_clip
+            if not isinstance(clip, (tuple, list)) or len(clip) != 2:
+                raise TypeError(f"logvar_clip must be a (low, high) pair or None, got {clip!r}")
+            low, high = (_check_float("logvar_clip", v) for v in clip)
+            if not low < high:
+                raise ValueError(f"logvar_clip must have low < high, got ({low}, {high})")
+            object.__setattr__(self, "logvar_clip", (low, high))
+
+    @property
+    def is_vamp(self) -> bool:
+        """Whether the model has a VampPrior (and hence pseudo-inputs)."""
+        return self.model in VAMP_FAMILY

@@ -1,0 +1,178 @@
+"""``evcf train``, ``evcf recommend`` and ``evcf plot``.
+
+Examples::
+
+    evcf train --data data/ml20m --preset evcf-hvamp-gated-ml20m --out runs/hvamp
+    evcf train --data data/small --model multvae --epochs 20 --batch-size 500 --out runs/mv
+    evcf train --out runs/hvamp --resume                 # continue a killed run exactly
+    evcf train --data data/small --preset multvae-liang --set anneal_cap=0.3 --out runs/mv2
+    evcf recommend --run runs/hvamp --user 1234 987 --k 10
+    evcf recommend --run runs/hvamp --items 1,32,589
+    evcf plot runs/hvamp                                 # -> runs/hvamp/curves.png
+
+Heavy libraries are imported inside the command functions so ``evcf --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+MODEL_CHOICES = ("multvae", "multdae", "vamp", "hvamp", "hvamp1")
+
+
+def _preset_help() -> str:
+    from .presets import PRESETS
+
+    return "; ".join(f"{p.name}: {p.description}" for p in PRESETS.values())
+
+
+def register(subparsers) -> None:
+    """Add the ``train``, ``recommend`` and ``plot`` subcommands."""
+    t = subparsers.add_parser(
+        "train", help="train a model on a prepared split and evaluate it on the test users",
+        description="Train with EVCF's procedure (per-epoch validation NDCG@100, early stopping, "
+                    "best checkpoint evaluated on the test users). Flags override the preset; "
+                    "--set KEY=VALUE overrides any ModelConfig/TrainConfig field.")
+    g = t.add_argument_group("data and run")
+    g.add_argument("--data", type=Path, help="prepared split directory (`evcf prepare`); "
+                   "optional with --resume")
+    g.add_argument("--out", type=Path, required=True, help="run directory")
+    g.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its last checkpoint, exactly")
+    g.add_argument("--quiet", action="store_true", help="no progress bars or epoch lines")
+    g = t.add_argument_group("model")
+    g.add_argument("--preset", help=f"named recipe ({_preset_help()})")
+    g.add_argument("--model", choices=MODEL_CHOICES)
+    g.add_argument("--gated", action="store_true", default=None, help="GLU hidden layers")
+    g = t.add_argument_group("training")
+    g.add_argument("--epochs", type=int)
+    g.add_argument("--batch-size", type=int)
+    g.add_argument("--lr", type=float)
+    g.add_argument("--optimizer", choices=("adam", "adamnormgrad"))
+    g.add_argument("--max-beta", type=float)
+    g.add_argument("--seed", type=int)
+    g.add_argument("--device", choices=("auto", "cpu", "cuda"))
+    g.add_argument("--bf16", action="store_true", default=None, help="bf16 autocast (CUDA)")
+    g.add_argument("--tf32", action="store_true", default=None, help="TF32 matmuls (CUDA)")
+    g.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any config field, e.g. --set hidden_size=300 --set "
+                        "patience=null (values parse as JSON, else as strings)")
+    t.set_defaults(func=cmd_train)
+
+    r = subparsers.add_parser(
+        "recommend", help="top-k items for users of a run's dataset or an ad-hoc item list",
+        description="Top-k recommendations of a run's best checkpoint. A held-out user's input is "
+                    "their fold-in history, a training user's their whole row; history items "
+                    "are never recommended.")
+    r.add_argument("--run", type=Path, required=True, help="run directory")
+    who = r.add_mutually_exclusive_group(required=True)
+    who.add_argument("--user", nargs="+", metavar="ID", help="raw user id(s)")
+    who.add_argument("--items", metavar="I1,I2,...", help="comma-separated raw item ids")
+    r.add_argument("--k", type=int, default=10)
+    r.add_argument("--data", type=Path, help="dataset directory (default: the run's)")
+    r.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu")
+    r.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    r.set_defaults(func=cmd_recommend)
+
+    p = subparsers.add_parser("plot", help="training curves of a run as a PNG")
+    p.add_argument("run", type=Path, help="run directory")
+    p.add_argument("--out", type=Path, help="PNG path (default RUN/curves.png)")
+    p.set_defaults(func=cmd_plot)
+
+
+def parse_set(items: list[str]) -> dict:
+    """``["k=v", ...]`` -> dict; values parse as JSON (numbers, true/false/null, lists)."""
+    out = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = {"none": None, "true": True, "false": False}.get(raw.strip().lower(), raw)
+        out[key.strip().replace("-", "_")] = value
+    return out
+
+
+def _overrides(args) -> dict:
+    flags = {"model": args.model, "gated": args.gated, "epochs": args.epochs,
+             "batch_size": args.batch_size, "lr": args.lr, "optimizer": args.optimizer,
+             "max_beta": args.max_beta, "seed": args.seed, "device": args.device,
+             "bf16": args.bf16, "tf32": args.tf32}
+    return {**parse_set(args.overrides), **{k: v for k, v in flags.items() if v is not None}}
+
+
+def cmd_train(args) -> int:
+    import dataclasses
+
+    from ..data.dataset import SplitDataset
+    from . import checkpoint as ckpt
+    from .config import TrainConfig
+    from .inference import run_data_dir
+    from .loop import fit
+    from .presets import resolve, split_overrides
+
+    overrides = _overrides(args)
+    stored = None
+    if args.resume and (args.out / "config.json").exists():
+        stored = json.loads((args.out / "config.json").read_text())
+    if args.data is None and stored is None:
+        raise ValueError("--data DIR is required (a split prepared by `evcf prepare`)"
+                         + ("; no run to resume in " + str(args.out) if args.resume else ""))
+    data_dir = Path(run_data_dir(args.out, args.data))
+    ds = SplitDataset.load(data_dir)
+    if stored is not None and args.preset is None:
+        # continue with the run's own configs; explicit flags still apply (e.g. more --epochs)
+        model_over, train_over = split_overrides(overrides)
+        model_cfg = dataclasses.replace(ckpt.model_config_from_dict(stored["model_config"]),
+                                        **model_over)
+        train_cfg = dataclasses.replace(TrainConfig.from_dict(stored["train_config"]),
+                                        **train_over)
+    else:
+        model_cfg, train_cfg = resolve(n_items=ds.n_items, preset=args.preset,
+                                       overrides=overrides)
+    result = fit(data_dir, model_config=model_cfg, train_config=train_cfg, out=args.out,
+                 resume=args.resume, progress=not args.quiet)
+    print(result.summary())
+    print(f"run directory: {args.out}")
+    return 0
+
+
+def cmd_recommend(args) -> int:
+    from .inference import item_history, load_run, top_k, user_histories
+
+    model, ds, _ = load_run(args.run, data=args.data, device=args.device)
+    if args.items is not None:
+        raw = [s.strip() for s in args.items.split(",") if s.strip()]
+        if not raw:
+            raise ValueError("--items expects a comma-separated list of item ids, got ''")
+        histories, names, where = item_history(ds, raw), ["(items)"], ["ad-hoc history"]
+    else:
+        histories, where = user_histories(ds, args.user)
+        names = list(args.user)
+    items, scores = top_k(model, histories, k=args.k, device=args.device)
+    item_ids = [str(i) for i in ds.item_ids.tolist()]
+    out = []
+    for name, src, row_items, row_scores in zip(names, where, items, scores):
+        recs = [{"rank": r + 1, "item": item_ids[c], "score": float(s)}
+                for r, (c, s) in enumerate(zip(row_items.tolist(), row_scores.tolist()))
+                if c >= 0]
+        out.append({"user": name, "history": src, "recommendations": recs})
+    if args.json:
+        print(json.dumps(out, indent=2))
+    else:
+        print("user\thistory\trank\titem\tscore")
+        for u in out:
+            for rec in u["recommendations"]:
+                print(f"{u['user']}\t{u['history']}\t{rec['rank']}\t{rec['item']}\t"
+                      f"{rec['score']:.6g}")
+    return 0
+
+
+def cmd_plot(args) -> int:
+    from .plot import plot_run
+
+    print(plot_run(args.run, out=args.out))
+    return 0

@@ -1,0 +1,478 @@
+"""The training loop: EVCF's procedure (PAPER_SPEC section 3) on device-resident sparse data.
+
+Per epoch: shuffle the training users on the device, one optimizer step per mini-batch with the
+KL weight of the configured schedule, then NDCG@100 on the validation users (eval mode, fold-in
+rows as input, fold-in items excluded) through the metric engine's torch path, and the authors'
+early-stopping rule (:mod:`evcf_fast.train.schedules`). The best checkpoint is evaluated once on
+the test users (NDCG@100/20/10, Recall@50/20/10/5/1, means and standard errors) [EVCF
+utils/perform_experiment.py].
+
+Differences from the authors' loop, all deliberate: the per-step losses stay on the device and are
+read back once per epoch (a NaN/inf loss raises :class:`~evcf_fast.errors.NonFiniteLossError` at
+the end of that epoch, before anything is written, so the last good checkpoint survives); the
+validation loss is not computed (it is a diagnostic only in the authors' code); a run can be
+resumed exactly from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .._io import atomic_file
+from .._progress import progress as progress_bar
+from ..errors import IncompatibleDatasetError, NonFiniteLossError
+from . import checkpoint as ckpt
+from .batches import DeviceRows, EpochBatches
+from .config import TrainConfig
+from .optim import make_optimizer
+from .schedules import EarlyStopping, beta_epoch, beta_step, early_stopping_update
+
+# TrainConfig fields that may change when a run is resumed: they do not change the trajectory
+RESUMABLE_CHANGES = ("epochs", "eval_batch_size", "test_metrics", "checkpoint_every", "patience")
+
+
+def resolve_device(device: str) -> torch.device:
+    """``"auto"`` -> cuda when available, else cpu; ``"cuda"`` without CUDA is an error."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device='cuda' requested but CUDA is not available (torch "
+                         f"{torch.__version__}); use device='cpu' (--device cpu)")
+    return torch.device(device)
+
+
+@contextlib.contextmanager
+def _matmul_precision(tf32: bool):
+    """TF32 matmuls for the block, restoring the previous global setting afterwards."""
+    if not tf32:
+        yield
+        return
+    previous = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("high")
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(previous)
+
+
+class EvalPart:
+    """A held-out part (fold-in and held-out CSR) prepared on the device once."""
+
+    def __init__(self, fold_in, heldout, device):
+        from ..metrics import DeviceCSR
+
+        self.fold_in = DeviceRows(fold_in, device)
+        self.fold_in_dev = DeviceCSR.from_scipy(fold_in, device)
+        self.heldout_dev = DeviceCSR.from_scipy(heldout, device)
+        self.n_users = int(fold_in.shape[0])
+
+
+@torch.no_grad()
+def score_blocks(model, rows: DeviceRows, *, batch_size: int, dense: bool = False):
+    """Yield ``(start, stop, scores)`` for consecutive row blocks of ``rows`` (eval mode)."""
+    model.eval()
+    if hasattr(model, "prepare_eval"):
+        model.prepare_eval()
+    for start in range(0, rows.n_rows, batch_size):
+        stop = min(start + batch_size, rows.n_rows)
+        x = rows.block(start, stop)
+        yield start, stop, model.scores(x.to_dense() if dense else x).float()
+
+
+def evaluate_part(model, part: EvalPart, *, metrics, batch_size: int, dense: bool = False):
+    """Metrics of ``model`` on a prepared part, evaluated block by block on its device.
+
+    Returns
+    -------
+    EvaluationResult
+        Concatenated over the blocks (per-user values in row order).
+    """
+    from ..metrics import EvaluationResult, evaluate
+
+    results = []
+    for start, stop, scores in score_blocks(model, part.fold_in, batch_size=batch_size,
+                                            dense=dense):
+        results.append(evaluate(scores, part.heldout_dev.rows(start, stop),
+                                exclude=part.fold_in_dev.rows(start, stop),
+                                metrics=tuple(metrics)))
+    return EvaluationResult.concat(results)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch (CPU and CUDA), numpy's and python's global generators, as the authors do."""
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+class Trainer:
+    """Model, optimizer, device data and loop state of one run (``fit`` drives it).
+
+    Parameters
+    ----------
+    model_config : ModelConfig
+    train_config : TrainConfig
+    data : SplitDataset-like
+        ``train`` (scipy CSR), ``part("validation")``, ``n_items``, ``meta``.
+    progress : bool
+        Show a progress bar per epoch and a summary line per epoch on stderr.
+    """
+
+    def __init__(self, model_config, train_config: TrainConfig, data, *, progress: bool = True):
+        from ..models import build_model
+
+        cfg = train_config
+        if model_config.n_items != data.n_items:
+            raise IncompatibleDatasetError(f"model has n_items={model_config.n_items} but the "
+                                           f"dataset has {data.n_items} items")
+        self.device = resolve_device(cfg.device)
+        if self.device.type != "cuda":
+            for flag in ("bf16", "tf32"):
+                if getattr(cfg, flag):
+                    raise ValueError(f"{flag} needs a CUDA device, got device="
+                                     f"'{self.device.type}'; drop --{flag} on the CPU")
+        n_train = int(data.train.shape[0])
+        if cfg.batch_size > n_train:
+            raise ValueError(f"batch_size={cfg.batch_size} is larger than the number of training "
+                             f"users ({n_train}); choose --batch-size <= {n_train}")
+        self.model_config, self.config, self.show = model_config, cfg, progress
+        self.fingerprint = ckpt.dataset_fingerprint(data)
+        seed_everything(cfg.seed)
+        self.model = build_model(model_config).to(self.device)
+        self.optimizer = make_optimizer(cfg.optimizer, self.model, lr=cfg.lr,
+                                        weight_decay=cfg.weight_decay, device=self.device,
+                                        fused=cfg.fused)
+        self.shuffle = torch.Generator(device=self.device)
+        self.shuffle.manual_seed(cfg.seed)
+        self.train_rows = DeviceRows(data.train, self.device)
+        self.val = EvalPart(*data.part("validation"), self.device)
+        self.epoch = 0        # epochs completed
+        self.step = 0         # optimizer updates made
+        self.stopping = EarlyStopping()
+        self.history: list[dict] = []
+        self.best_state: dict | None = None
+        self.stopped = False
+
+    # -- one epoch -----------------------------------------------------------------------------
+
+    def beta(self, epoch: int, step: int) -> float:
+        cfg = self.config
+        if cfg.beta_schedule == "epoch":
+            return beta_epoch(epoch, max_beta=cfg.max_beta, warmup=cfg.warmup)
+        return beta_step(step, anneal_cap=cfg.anneal_cap,
+                         total_anneal_steps=cfg.total_anneal_steps)
+
+    def train_epoch(self) -> dict:
+        """Run one epoch of updates; return its mean loss/nll/kl, last beta and step count.
+
+        Raises
+        ------
+        NonFiniteLossError
+            If any step's loss was NaN or infinite (checked once, at the end of the epoch).
+        """
+        cfg, model, opt = self.config, self.model, self.optimizer
+        epoch = self.epoch + 1
+        model.train()
+        batches = EpochBatches.shuffled(self.train_rows, batch_size=cfg.batch_size,
+                                        generator=self.shuffle)
+        # per-step (loss, nll, kl) kept on the device: no host round trip per step
+        trace = torch.empty((len(batches), 3), dtype=torch.float32, device=self.device)
+        autocast = torch.autocast(device_type=self.device.type, dtype=torch.bfloat16,
+                                  enabled=cfg.bf16)
+        beta = 0.0
+        bar = progress_bar(batches, total=len(batches), desc=f"epoch {epoch}/{cfg.epochs}",
+                           unit="batch", enabled=self.show)
+        first_step = self.step
+        for i, (x, _rows) in enumerate(bar):
+            beta = self.beta(epoch, self.step)
+            with autocast:
+                loss, stats = model.loss(x.to_dense() if cfg.input == "dense" else x, beta=beta)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            trace[i, 0] = loss.detach()
+            trace[i, 1] = stats["nll"]
+            trace[i, 2] = stats["kl"]
+            self.step += 1
+        values = trace.double()
+        finite = torch.isfinite(values).all(dim=1)
+        means = values.mean(dim=0).tolist()  # the epoch's synchronisation point
+        if not all(math.isfinite(v) for v in means):
+            bad = int((~finite).nonzero()[0, 0])
+            raise NonFiniteLossError(
+                f"non-finite training loss at epoch {epoch}, step {first_step + bad + 1} "
+                f"(batch {bad + 1} of {len(batches)}: loss={values[bad, 0].item()}, "
+                f"nll={values[bad, 1].item()}, kl={values[bad, 2].item()}); try a lower lr")
+        return {"beta": beta, "loss": means[0], "nll": means[1], "kl": means[2],
+                "steps": len(batches)}
+
+    def validate(self) -> float:
+        """Validation metric (``config.val_metric``) of the current weights."""
+        metric = self.config.val_metric
+        res = evaluate_part(self.model, self.val, metrics=(metric,),
+                            batch_size=self.config.eval_batch_size,
+                            dense=self.config.input == "dense")
+        return float(res.mean[metric])
+
+    def run_epoch(self) -> dict:
+        """Train one epoch, validate, apply early stopping; return the epoch's log record."""
+        t0 = time.perf_counter()
+        rec = self.train_epoch()
+        t1 = time.perf_counter()
+        metric = self.validate()
+        t2 = time.perf_counter()
+        self.epoch += 1
+        cfg = self.config
+        self.stopping, improved, stop = early_stopping_update(
+            self.stopping, epoch=self.epoch, metric=metric, warmup=cfg.warmup,
+            patience=cfg.patience)
+        if improved:
+            self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        self.stopped = stop
+        record = {"epoch": self.epoch, "step": self.step, "beta": rec["beta"],
+                  "loss": rec["loss"], "nll": rec["nll"], "kl": rec["kl"],
+                  f"val_{cfg.val_metric}": metric, "best": improved,
+                  "best_epoch": self.stopping.best_epoch, "bad_epochs": self.stopping.bad_epochs,
+                  "train_seconds": t1 - t0, "val_seconds": t2 - t1, "seconds": t2 - t0}
+        self.history.append(record)
+        return record
+
+    # -- checkpoints ---------------------------------------------------------------------------
+
+    def _configs(self) -> dict:
+        return {"model_config": _model_config_dict(self.model_config),
+                "train_config": self.config.to_dict(), "dataset": self.fingerprint}
+
+    def last_payload(self) -> dict:
+        return {**self._configs(), "kind": "last", "epoch": self.epoch, "step": self.step,
+                "model_state": self.model.state_dict(),
+                "optimizer_state": self.optimizer.state_dict(),
+                "early_stopping": dataclasses.asdict(self.stopping),
+                "history": self.history, "stopped": self.stopped,
+                "rng": ckpt.capture_rng(self.shuffle)}
+
+    def best_payload(self) -> dict:
+        return {**self._configs(), "kind": "best", "epoch": self.stopping.best_epoch,
+                "metric": {self.config.val_metric: self.stopping.best},
+                "model_state": self.best_state}
+
+    def load_last(self, payload: dict, *, path) -> None:
+        """Restore the state saved by :meth:`last_payload` (configs already checked)."""
+        self.model.load_state_dict(payload["model_state"])
+        self.optimizer.load_state_dict(payload["optimizer_state"])
+        self.epoch, self.step = int(payload["epoch"]), int(payload["step"])
+        self.stopping = EarlyStopping(**payload["early_stopping"])
+        self.history = list(payload["history"])
+        self.stopped = bool(payload["stopped"])
+        ckpt.restore_rng(payload["rng"], self.shuffle)
+
+
+def _model_config_dict(model_config) -> dict:
+    from .config import to_plain
+
+    return to_plain(dataclasses.asdict(model_config))
+
+
+def check_resume_configs(saved: dict, *, model_config, train_config: TrainConfig, path) -> None:
+    """A resumed run must use the checkpoint's model config and trajectory-relevant settings.
+
+    Raises
+    ------
+    IncompatibleDatasetError
+        Another model or item count, or a changed model/train field other than
+        :data:`RESUMABLE_CHANGES`.
+    """
+    old_m, new_m = saved["model_config"], _model_config_dict(model_config)
+    if old_m.get("model") != new_m.get("model") or old_m.get("n_items") != new_m.get("n_items"):
+        raise IncompatibleDatasetError(
+            f"{path}: checkpoint is for model {old_m.get('model')!r} with "
+            f"n_items={old_m.get('n_items')}, got model {new_m.get('model')!r} with "
+            f"n_items={new_m.get('n_items')}")
+    diff = sorted(k for k in set(old_m) | set(new_m) if old_m.get(k) != new_m.get(k))
+    if diff:
+        raise IncompatibleDatasetError(f"{path}: model config differs from the checkpoint in "
+                                       f"{diff}; resume with the same model settings")
+    old_t, new_t = saved["train_config"], train_config.to_dict()
+    diff = sorted(k for k in set(old_t) | set(new_t)
+                  if old_t.get(k) != new_t.get(k) and k not in RESUMABLE_CHANGES)
+    if diff:
+        raise IncompatibleDatasetError(
+            f"{path}: train config differs from the checkpoint in {diff}; only "
+            f"{list(RESUMABLE_CHANGES)} may change when resuming")
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """What :func:`fit` returns.
+
+    ``model`` holds the best validation weights (eval mode); ``test`` is their EvaluationResult on
+    the test users, None when ``evaluate_test`` was false.
+    """
+
+    model: torch.nn.Module
+    history: list
+    best_epoch: int
+    best_metric: float
+    epochs_run: int
+    stopped_early: bool
+    test: object
+    run_dir: Path | None
+
+    def summary(self) -> str:
+        lines = [f"epochs run: {self.epochs_run}" + (" (early stop)" if self.stopped_early else ""),
+                 f"best epoch: {self.best_epoch} (validation {self.best_metric:.5f})"]
+        if self.test is not None:
+            lines += ["test:", self.test.table()]
+        return "\n".join(lines)
+
+
+def write_log(path, history: list) -> None:
+    """The per-epoch history as JSON lines, rewritten atomically."""
+    with atomic_file(path) as tmp:
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in history))
+
+
+def fit(data, *, model_config, train_config: TrainConfig, out=None, resume: bool = False,
+        progress: bool = True, evaluate_test: bool = True, on_epoch=None) -> FitResult:
+    """Train a model with EVCF's procedure and evaluate its best checkpoint on the test users.
+
+    Parameters
+    ----------
+    data : SplitDataset, str or Path
+        The strong-generalization split (a path is loaded with ``SplitDataset.load``).
+    model_config : ModelConfig
+        Its ``n_items`` must equal the dataset's.
+    train_config : TrainConfig
+    out : str or Path, optional
+        Run directory for ``config.json``, ``log.jsonl``, ``last.pt``, ``best.pt``, ``test.json``;
+        None trains in memory only.
+    resume : bool
+        Continue the run in ``out`` from ``last.pt`` exactly (same weights, log and RNG streams as
+        an uninterrupted run). Only :data:`RESUMABLE_CHANGES` of the train config may differ.
+    progress : bool
+        Progress bar per epoch and a one-line summary per epoch (stderr).
+    evaluate_test : bool
+        Evaluate the best weights on the test part at the end.
+    on_epoch : callable, optional
+        Called with each epoch's log record after its checkpoint is written.
+
+    Returns
+    -------
+    FitResult
+
+    Raises
+    ------
+    NonFiniteLossError
+        A NaN/inf training loss; the files in ``out`` still hold the last good epoch.
+    IncompatibleDatasetError
+        ``resume`` with a checkpoint for another model, item count, dataset or trajectory.
+    FileExistsError, FileNotFoundError
+        ``out`` already holds a run (without ``resume``), or has none to resume.
+    """
+    data_path = None
+    if isinstance(data, (str, Path)):
+        from ..data.dataset import SplitDataset
+
+        data_path = str(Path(data).resolve())
+        data = SplitDataset.load(data)
+    run_dir = Path(out) if out is not None else None
+    last_path = run_dir / ckpt.LAST if run_dir is not None else None
+    saved = None
+    if resume:
+        if run_dir is None:
+            raise ValueError("resume=True needs the run directory (out / --out)")
+        if not last_path.exists():
+            raise FileNotFoundError(f"--resume: no checkpoint {str(last_path)!r} to continue; "
+                                    f"start a new run without --resume")
+        saved = ckpt.load_checkpoint(last_path,
+                                     map_location=resolve_device(train_config.device))
+        ckpt.check_fingerprint(saved["dataset"], ckpt.dataset_fingerprint(data), path=last_path)
+        check_resume_configs(saved, model_config=model_config, train_config=train_config,
+                             path=last_path)
+    elif run_dir is not None and last_path.exists():
+        raise FileExistsError(f"run directory {str(run_dir)!r} already holds a checkpoint; pass "
+                              f"resume=True (--resume) to continue it or choose another --out")
+
+    cfg = train_config
+    trainer = Trainer(model_config, cfg, data, progress=progress)
+    with _matmul_precision(cfg.tf32):
+        if saved is not None:
+            trainer.load_last(saved, path=last_path)
+            if trainer.stopping.best_epoch > 0:
+                best = ckpt.load_checkpoint(run_dir / ckpt.BEST, map_location=trainer.device)
+                if int(best["epoch"]) != trainer.stopping.best_epoch and \
+                        int(best["epoch"]) <= trainer.epoch:
+                    raise IncompatibleDatasetError(
+                        f"{run_dir / ckpt.BEST}: holds epoch {best['epoch']} but {last_path} "
+                        f"records best epoch {trainer.stopping.best_epoch}")
+                # a best.pt from a later epoch (killed between the two writes) is reproduced
+                # exactly when that epoch is trained again
+                trainer.best_state = best["model_state"]
+            # a longer budget or patience can revive a run that had stopped
+            trainer.stopped = trainer.stopped and _would_stop(trainer)
+            del saved
+        if run_dir is not None:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            with atomic_file(run_dir / "config.json") as tmp:
+                tmp.write_text(json.dumps({**trainer._configs(), "data": data_path}, indent=2)
+                               + "\n")
+        best_dirty = False
+        while trainer.epoch < cfg.epochs and not trainer.stopped:
+            record = trainer.run_epoch()
+            best_dirty |= record["best"]
+            if progress:
+                _print_epoch(record, cfg)
+            last_epoch = trainer.epoch == cfg.epochs or trainer.stopped
+            if run_dir is not None and (trainer.epoch % cfg.checkpoint_every == 0 or last_epoch):
+                # best first: a kill between the two writes leaves a best.pt from the future,
+                # which the deterministic replay of that epoch rewrites identically
+                if best_dirty:
+                    ckpt.save_checkpoint(run_dir / ckpt.BEST, trainer.best_payload())
+                    best_dirty = False
+                ckpt.save_checkpoint(last_path, trainer.last_payload())
+                write_log(run_dir / "log.jsonl", trainer.history)
+            if on_epoch is not None:
+                on_epoch(record)
+
+        model = trainer.model
+        if trainer.best_state is not None:
+            model.load_state_dict(trainer.best_state)
+        model.eval()
+        test = None
+        if evaluate_test:
+            part = EvalPart(*data.part("test"), trainer.device)
+            test = evaluate_part(model, part, metrics=cfg.test_metrics,
+                                 batch_size=cfg.eval_batch_size, dense=cfg.input == "dense")
+            if run_dir is not None:
+                with atomic_file(run_dir / "test.json") as tmp:
+                    tmp.write_text(json.dumps({"best_epoch": trainer.stopping.best_epoch,
+                                               **test.to_dict()}, indent=2) + "\n")
+    return FitResult(model=model, history=list(trainer.history),
+                     best_epoch=trainer.stopping.best_epoch, best_metric=trainer.stopping.best,
+                     epochs_run=trainer.epoch, stopped_early=trainer.stopped, test=test,
+                     run_dir=run_dir)
+
+
+def _would_stop(trainer: Trainer) -> bool:
+    patience = trainer.config.patience
+    return patience is not None and trainer.stopping.bad_epochs > patience
+
+
+def _print_epoch(record: dict, cfg: TrainConfig) -> None:
+    from tqdm.auto import tqdm
+
+    key = f"val_{cfg.val_metric}"
+    tqdm.write(f"epoch {record['epoch']:>4}/{cfg.epochs}  beta {record['beta']:.4g}  "
+               f"loss {record['loss']:.3f} (nll {record['nll']:.3f}, kl {record['kl']:.3f})  "
+               f"{cfg.val_metric} {record[key]:.5f}{' *' if record['best'] else '  '}  "
+               f"{record['seconds']:.2f}s")
