@@ -46,6 +46,7 @@ If the buffer fills, a quickselect keeps the best K and raises the threshold.
 import numba as nb
 import numpy as np
 from llvmlite import ir
+from numba.core import cgutils, types
 from numba.extending import intrinsic
 
 _JIT = dict(nogil=True, cache=True)
@@ -60,11 +61,11 @@ MAP = 5
 
 _BLOCK = 64  # scores tested per vectorised pass (one bit each in a uint64 mask)
 _SAMPLE_RUNS = 64  # the sample that sets the first threshold: runs spread over the row ...
-_SAMPLE_RUN = 16  # ... of this many consecutive items
+_SAMPLE_RUN = 16  # ... of this many consecutive items (a multiple of 4)
 _SAMPLE = _SAMPLE_RUNS * _SAMPLE_RUN
 _OVERSHOOT = 2.0  # the sampled threshold aims at about _OVERSHOOT * K survivors ...
 _FALLBACK = 3  # ... and the fallback threshold at _FALLBACK times as many
-_TOP_MAX = 96  # longest sorted list kept while sampling (a longer one: no sampling)
+_PREFETCH_LINES = 8  # cache lines of the next row requested per non-zero mask word
 _ROWS_PER_TASK = 16  # rows per parallel task: scratch buffers are allocated once per task
 NEG_INF = -np.inf
 
@@ -81,6 +82,23 @@ def _cttz(typingctx, x):
         return builder.cttz(args[0], ir.Constant(ir.IntType(1), 0))
 
     return x(x), codegen
+
+
+@intrinsic
+def _prefetch(typingctx, arr, idx):
+    """Hint the CPU to fetch ``arr[idx]`` into L2 (LLVM ``prefetch``); no effect on results."""
+
+    def codegen(context, builder, signature, args):
+        aryty = signature.args[0]
+        ary = context.make_array(aryty)(context, builder, args[0])
+        ptr = cgutils.get_item_pointer(context, builder, aryty, ary, [args[1]], wraparound=False)
+        i32 = ir.IntType(32)
+        fnty = ir.FunctionType(ir.VoidType(), [ptr.type, i32, i32, i32])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
+        builder.call(fn, [ptr, i32(0), i32(2), i32(1)])  # read, keep in L2, data cache
+        return context.get_dummy_value()
+
+    return types.none(arr, idx), codegen
 
 
 @nb.njit(inline="always", **_JIT)
@@ -134,58 +152,74 @@ def _select(cs, ci, m, k):
 
 
 @nb.njit(**_JIT)
-def _sample_thresholds(row, ex, r, r_fb, top):
-    """The r-th and r_fb-th largest scores of a sample of the non-excluded items (NaN as -inf).
+def _run_maxima(row, runmax):
+    """Maxima of ``_SAMPLE_RUNS`` runs of ``_SAMPLE_RUN`` consecutive scores (NaN as -inf).
 
-    The sample is ``_SAMPLE_RUNS`` runs of ``_SAMPLE_RUN`` consecutive items spread evenly over
-    the row: evenly spread so that item ids sorted by popularity do not bias it, in runs so that
-    it touches few cache lines. Returns (thr, ok, thr_fb, ok_fb, has_nan); ok is false when
-    fewer than r sampled items are not excluded (same for the fallback).
+    The runs are spread evenly over the row, so that item ids sorted by popularity do not bias
+    the sample, and are consecutive, so that the sample touches few cache lines.
     """
     n = row.shape[0]
     span = n - _SAMPLE_RUN
-    # first touch every run with independent loads so that the cache misses overlap (the
-    # NaN test keeps the loads alive and is true information about the row)
-    has_nan = False
     for b in range(_SAMPLE_RUNS):
         j0 = (b * span) // (_SAMPLE_RUNS - 1)
-        has_nan |= row[j0] != row[j0]
-        has_nan |= row[j0 + _SAMPLE_RUN - 1] != row[j0 + _SAMPLE_RUN - 1]
-    ne = ex.shape[0]
+        # four independent chains; NaN never wins a comparison
+        x0 = NEG_INF
+        x1 = NEG_INF
+        x2 = NEG_INF
+        x3 = NEG_INF
+        for j in range(j0, j0 + _SAMPLE_RUN, 4):
+            v0 = np.float64(row[j])
+            v1 = np.float64(row[j + 1])
+            v2 = np.float64(row[j + 2])
+            v3 = np.float64(row[j + 3])
+            x0 = v0 if v0 > x0 else x0
+            x1 = v1 if v1 > x1 else x1
+            x2 = v2 if v2 > x2 else x2
+            x3 = v3 if v3 > x3 else x3
+        x0 = x1 if x1 > x0 else x0
+        x2 = x3 if x3 > x2 else x2
+        runmax[b] = x2 if x2 > x0 else x0
+
+
+@nb.njit(**_JIT)
+def _prefetch_sample(row):
+    """Start fetching the cache lines that :func:`_run_maxima` will read: the sample's misses
+    then overlap with the work on the previous row instead of stalling this one."""
+    n = row.shape[0]
+    if n < 2 * _SAMPLE:
+        return
+    span = n - _SAMPLE_RUN
+    for b in range(_SAMPLE_RUNS):
+        j0 = (b * span) // (_SAMPLE_RUNS - 1)
+        _prefetch(row, j0)
+        _prefetch(row, j0 + _SAMPLE_RUN - 1)
+
+
+@nb.njit(**_JIT)
+def _rth_largest(values, r, top):
+    """The r-th largest of ``values`` (r <= len(values)), using ``top`` as scratch."""
     filled = 0
-    p = 0
-    for b in range(_SAMPLE_RUNS):
-        j0 = (b * span) // (_SAMPLE_RUNS - 1)
-        for j in range(j0, j0 + _SAMPLE_RUN):
-            while p < ne and ex[p] < j:
-                p += 1
-            if p < ne and ex[p] == j:
-                continue
-            x = np.float64(row[j])
-            if x != x:
-                x = NEG_INF
-            if filled < r_fb:
-                q = filled
-                filled += 1
-            elif x > top[r_fb - 1]:
-                q = r_fb - 1
-            else:
-                continue
-            # insertion into the descending list top[:filled]
-            while q > 0 and top[q - 1] < x:
-                top[q] = top[q - 1]
-                q -= 1
-            top[q] = x
-    thr = top[r - 1] if filled >= r else NEG_INF
-    thr_fb = top[r_fb - 1] if filled >= r_fb else NEG_INF
-    return thr, filled >= r, thr_fb, filled >= r_fb, has_nan
+    for b in range(values.shape[0]):
+        x = values[b]
+        if filled < r:
+            q = filled
+            filled += 1
+        elif x > top[r - 1]:
+            q = r - 1
+        else:
+            continue
+        # insertion into the descending list top[:filled]
+        while q > 0 and top[q - 1] < x:
+            top[q] = top[q - 1]
+            q -= 1
+        top[q] = x
+    return top[r - 1]
 
 
 @nb.njit(inline="always", **_JIT)
-def _take(row, ex, mask, base, m, p, thr, has_nan, k, cs, ci):
-    """Visit the set bits of ``mask`` (items base + bit): append those that are not excluded and
-    beat the threshold; compact the buffer when full. Returns (m, p, thr, has_nan)."""
-    ne = ex.shape[0]
+def _take(row, mask, base, m, thr, has_nan, k, cs, ci):
+    """Append the items base + bit for the set bits of ``mask`` that beat the threshold (NaN
+    bits only flag the row); compact the buffer when full. Returns (m, thr, has_nan)."""
     while mask:
         t = base + np.int64(_cttz(mask))
         mask &= mask - np.uint64(1)
@@ -195,10 +229,6 @@ def _take(row, ex, mask, base, m, p, thr, has_nan, k, cs, ci):
             continue
         if not x > thr:  # the threshold rose after a compaction within this block
             continue
-        while p < ne and ex[p] < t:
-            p += 1
-        if p < ne and ex[p] == t:
-            continue
         cs[m] = x
         ci[m] = t
         m += 1
@@ -206,11 +236,11 @@ def _take(row, ex, mask, base, m, p, thr, has_nan, k, cs, ci):
             _select(cs, ci, m, k)
             m = k
             thr = cs[k - 1]
-    return m, p, thr, has_nan
+    return m, thr, has_nan
 
 
 @nb.njit(**_JIT)
-def _scan(row, ex, thr, have_thr, k, cs, ci, tb):
+def _scan(row, ex, thr, have_thr, k, cs, ci, tb, masks, summ, nxt):
     """Collect candidates for the top k of the row into cs/ci; return (m, has_nan).
 
     Postcondition: every non-excluded item left out of cs/ci[:m] is beaten by at least
@@ -232,15 +262,15 @@ def _scan(row, ex, thr, have_thr, k, cs, ci, tb):
     if not have_thr:
         # take every item until the first compaction gives a threshold
         while j < n:
-            x = np.float64(row[j])
-            if x != x:
-                has_nan = True
-                x = NEG_INF
             while p < ne and ex[p] < j:
                 p += 1
             if p < ne and ex[p] == j:
                 j += 1
                 continue
+            x = np.float64(row[j])
+            if x != x:
+                has_nan = True
+                x = NEG_INF
             cs[m] = x
             ci[m] = j
             m += 1
@@ -255,28 +285,55 @@ def _scan(row, ex, thr, have_thr, k, cs, ci, tb):
         thr = cs[k - 1]
     tb[0] = thr
     thr_n = tb[0]
-    n_full = j + ((n - j) // _BLOCK) * _BLOCK
+    # pass 1, streamed from memory and free of branches: a bit per score that beats the
+    # threshold or is NaN (NaN fails every comparison), _BLOCK bits per word
+    start = j
+    n_words = (n - start + _BLOCK - 1) // _BLOCK
+    n_full = start + ((n - start) // _BLOCK) * _BLOCK
+    w = 0
     while j < n_full:
-        # one vectorised pass over the block: a bit per score that beats the threshold or is
-        # NaN (NaN fails every comparison); only the set bits are then visited
         mask = np.uint64(0)
         for t in range(_BLOCK):
             mask |= np.uint64(not (row[j + t] <= thr_n)) << np.uint64(t)
-        if mask:
-            m, p, thr, has_nan = _take(row, ex, mask, j, m, p, thr, has_nan, k, cs, ci)
-            tb[0] = thr
-            thr_n = tb[0]
+        masks[w] = mask
+        w += 1
         j += _BLOCK
     if j < n:
         mask = np.uint64(0)
         for t in range(n - j):
             mask |= np.uint64(not (row[j + t] <= thr_n)) << np.uint64(t)
-        m, p, thr, has_nan = _take(row, ex, mask, j, m, p, thr, has_nan, k, cs, ci)
+        masks[w] = mask
+    # excluded items leave the candidates by clearing their bits: no per-candidate lookup
+    for q in range(p, ne):
+        e = ex[q] - start
+        masks[e >> 6] &= ~(np.uint64(1) << np.uint64(e & 63))
+    # pass 2, on the row now in cache: visit the set bits only, finding the non-zero words
+    # through a summary bitmap (a test per word would mispredict about once in two words)
+    n_summ = (n_words + 63) >> 6
+    for q in range(n_summ):
+        summ[q] = 0
+    for w in range(n_words):
+        summ[w >> 6] |= np.uint64(masks[w] != 0) << np.uint64(w & 63)
+    # meanwhile the memory bus would idle: fetch the next row, a few lines per visited word
+    line = 64 // nxt.itemsize
+    cursor = 0
+    n_next = nxt.shape[0]
+    for q in range(n_summ):
+        sm = summ[q]
+        while sm:
+            w = (q << 6) + np.int64(_cttz(sm))
+            sm &= sm - np.uint64(1)
+            for _ in range(_PREFETCH_LINES):
+                if cursor < n_next:
+                    _prefetch(nxt, cursor)
+                    cursor += line
+            m, thr, has_nan = _take(row, masks[w], start + w * _BLOCK, m, thr, has_nan, k, cs,
+                                    ci)
     return m, has_nan
 
 
 @nb.njit(**_JIT)
-def _candidates(row, ex, k, cs, ci, top, tb):
+def _candidates(row, ex, k, cs, ci, top, tb, masks, summ, nxt):
     """Candidates for the top k of one row (see :func:`_scan`).
 
     Returns (k_eff, m, floor, has_floor, has_nan): k_eff = min(k, number of non-excluded
@@ -292,19 +349,23 @@ def _candidates(row, ex, k, cs, ci, top, tb):
             if row[j] != row[j]:
                 has_nan = True
         return 0, 0, NEG_INF, False, has_nan
+    # a threshold that about _OVERSHOOT * k_eff scores beat: the r-th largest run maximum, which
+    # is at most the r-th largest sampled score (exclusions are ignored: a threshold only has to
+    # be good, the scan checks that it was low enough)
     r = int(np.ceil(_OVERSHOOT * k_eff * _SAMPLE / n))
-    r_fb = _FALLBACK * r
-    if n >= 2 * _SAMPLE and r_fb <= top.shape[0]:
-        thr, ok, thr_fb, ok_fb, _ = _sample_thresholds(row, ex, r, r_fb, top)
-        if ok:
-            m, has_nan = _scan(row, ex, thr, True, k_eff, cs, ci, tb)
-            if m >= k_eff:
-                return k_eff, m, thr, True, has_nan
-        if ok_fb:
-            m, has_nan = _scan(row, ex, thr_fb, True, k_eff, cs, ci, tb)
-            if m >= k_eff:
-                return k_eff, m, thr_fb, True, has_nan
-    m, has_nan = _scan(row, ex, NEG_INF, False, k_eff, cs, ci, tb)
+    if n >= 2 * _SAMPLE and 2 * r <= _SAMPLE_RUNS:
+        runmax = top[:_SAMPLE_RUNS]
+        _run_maxima(row, runmax)
+        thr = _rth_largest(runmax, r, top[_SAMPLE_RUNS:])
+        m, has_nan = _scan(row, ex, thr, True, k_eff, cs, ci, tb, masks, summ, nxt)
+        if m >= k_eff:
+            return k_eff, m, thr, True, has_nan
+        # unlucky sample: the row is in cache now, retry lower before giving up on thresholds
+        thr = _rth_largest(runmax, min(_FALLBACK * r, _SAMPLE_RUNS), top[_SAMPLE_RUNS:])
+        m, has_nan = _scan(row, ex, thr, True, k_eff, cs, ci, tb, masks, summ, nxt)
+        if m >= k_eff:
+            return k_eff, m, thr, True, has_nan
+    m, has_nan = _scan(row, ex, NEG_INF, False, k_eff, cs, ci, tb, masks, summ, nxt)
     return k_eff, m, NEG_INF, False, has_nan
 
 
@@ -405,14 +466,19 @@ def topk_metrics(scores, excl_indptr, excl_indices, ho_indptr, ho_indices, ks, c
     for task in nb.prange(n_tasks):
         cs = np.empty(cap, np.float64)
         ci = np.empty(cap, np.int64)
-        top = np.empty(_TOP_MAX, np.float64)
+        top = np.empty(2 * _SAMPLE_RUNS, np.float64)
         tb = np.empty(1, scores.dtype)
+        masks = np.empty((n_items + _BLOCK - 1) // _BLOCK, np.uint64)
+        summ = np.empty((masks.shape[0] + 63) // 64, np.uint64)
         ranks = np.empty(k, np.int64)
         for u in range(task * _ROWS_PER_TASK, min(n_rows, (task + 1) * _ROWS_PER_TASK)):
             row = scores[u]
+            nxt = scores[min(u + 1, n_rows - 1)]
+            _prefetch_sample(nxt)
             ex = excl_indices[excl_indptr[u]:excl_indptr[u + 1]]
             ho = ho_indices[ho_indptr[u]:ho_indptr[u + 1]]
-            k_eff, m, floor, has_floor, has_nan = _candidates(row, ex, k, cs, ci, top, tb)
+            k_eff, m, floor, has_floor, has_nan = _candidates(row, ex, k, cs, ci, top, tb, masks,
+                                                              summ, nxt)
             nan_rows[u] = has_nan
             nh = 0
             if ho.shape[0] > 0 and k_eff > 0:
@@ -469,12 +535,17 @@ def masked_topk(scores, excl_indptr, excl_indices, k, out, nan_rows):
     for task in nb.prange(n_tasks):
         cs = np.empty(cap, np.float64)
         ci = np.empty(cap, np.int64)
-        top = np.empty(_TOP_MAX, np.float64)
+        top = np.empty(2 * _SAMPLE_RUNS, np.float64)
         tb = np.empty(1, scores.dtype)
+        masks = np.empty((n_items + _BLOCK - 1) // _BLOCK, np.uint64)
+        summ = np.empty((masks.shape[0] + 63) // 64, np.uint64)
         for u in range(task * _ROWS_PER_TASK, min(n_rows, (task + 1) * _ROWS_PER_TASK)):
             row = scores[u]
+            nxt = scores[min(u + 1, n_rows - 1)]
+            _prefetch_sample(nxt)
             ex = excl_indices[excl_indptr[u]:excl_indptr[u + 1]]
-            k_eff, m, floor, has_floor, has_nan = _candidates(row, ex, kk, cs, ci, top, tb)
+            k_eff, m, floor, has_floor, has_nan = _candidates(row, ex, kk, cs, ci, top, tb, masks,
+                                                              summ, nxt)
             nan_rows[u] = has_nan
             if k_eff > 0:
                 _select(cs, ci, m, k_eff)

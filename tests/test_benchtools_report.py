@@ -80,3 +80,16 @@ def test_report_without_pairs_or_runs(tmp_path):
     assert files.speedup_png.read_bytes()[:8] == PNG_MAGIC
     with pytest.raises(ValueError, match="no benchmark runs to report"):
         report.write_report([], tmp_path / "r2")
+
+
+def test_parameter_that_separates_baselines_does_not_have_to_agree():
+    """Sparse vs dense layouts of each model: pair by model, ignore the layout parameter."""
+    entries = [
+        synthetic_benchmark(f"bench/t.py::test_step[{layout}-{model}]", [1.0, 1.1],
+                            group="train-step", params={"layout": layout, "name": model},
+                            extra_info={"role": "baseline"} if layout == "dense" else {})
+        for model in ("multvae", "hvamp") for layout in ("sparse", "dense")]
+    run = results.parse_run(synthetic_run(entries), path="x.json")
+    pairs = {(o.name, b.name) for o, b in report.baseline_pairs(run)}
+    assert pairs == {("test_step[sparse-multvae]", "test_step[dense-multvae]"),
+                     ("test_step[sparse-hvamp]", "test_step[dense-hvamp]")}

@@ -16,8 +16,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from evcf_fast.models import layers
-from evcf_fast.models.layers import (Dense, GaussianHead, SparseRows, as_rows, dropout_rows,
-                                     normalize_rows)
+from evcf_fast.models.layers import (
+    Dense,
+    GaussianHead,
+    SparseRows,
+    as_rows,
+    dropout_rows,
+    normalize_rows,
+)
 
 pytestmark = pytest.mark.filterwarnings("ignore:Sparse CSR tensor support is in beta")
 
@@ -47,13 +53,36 @@ def test_as_rows_sparse_parts_match_csr():
     assert torch.equal(r.to_dense(), x)
 
 
+def test_sparse_rows_from_csr_parts_equals_csr_tensor():
+    x = random_binary(5, 11, 0.3, 2)
+    c = x.to_sparse_csr()
+    a = SparseRows.from_csr(c.crow_indices(), c.col_indices(), c.values(), n_cols=11)
+    b = rows_of(c)
+    for f in ("crow", "col", "values", "row", "n_rows", "n_cols"):
+        assert torch.equal(torch.as_tensor(getattr(a, f)), torch.as_tensor(getattr(b, f)))
+    assert as_rows(a, n_items=11, dtype=torch.float32, device=torch.device("cpu")) is a
+
+
+@pytest.mark.parametrize("kwargs, exc, match", [
+    (dict(n_items=12), ValueError, r"x has shape \(5, 11\), expected \(batch, n_items=12\)"),
+    (dict(dtype=torch.float64), TypeError, "x has dtype torch.float32, expected torch.float64"),
+])
+def test_as_rows_checks_sparse_rows(kwargs, exc, match):
+    c = random_binary(5, 11, 0.3, 2).to_sparse_csr()
+    rows = SparseRows.from_csr(c.crow_indices(), c.col_indices(), c.values(), n_cols=11)
+    args = dict(n_items=11, dtype=torch.float32, device=torch.device("cpu"))
+    args.update(kwargs)
+    with pytest.raises(exc, match=match):
+        as_rows(rows, **args)
+
+
 def test_as_rows_dense_passthrough():
     x = random_binary(3, 7, 0.5, 1)
     assert rows_of(x) is x
 
 
 @pytest.mark.parametrize("bad, exc, match", [
-    (np.zeros((2, 4), dtype=np.float32), TypeError, "x must be a torch.Tensor"),
+    (np.zeros((2, 4), dtype=np.float32), TypeError, "x must be a torch.Tensor .* or SparseRows"),
     (torch.zeros(2, 4).to_sparse_coo(), TypeError, "dense tensor or a sparse CSR tensor"),
     (torch.zeros(2, 5), ValueError, r"expected \(batch, n_items=4\)"),
     (torch.zeros(4), ValueError, r"expected \(batch, n_items=4\)"),

@@ -6,8 +6,16 @@ import dataclasses
 
 import pytest
 
-from evcf_fast.models import (MODELS, HVamp1VAE, HVampVAE, ModelConfig, MultDAE, MultVAE, VampVAE,
-                              build_model)
+from evcf_fast.models import (
+    MODELS,
+    HVamp1VAE,
+    HVampVAE,
+    ModelConfig,
+    MultDAE,
+    MultVAE,
+    VampVAE,
+    build_model,
+)
 
 
 def test_likelihood_defaults_follow_the_authors():

@@ -220,6 +220,31 @@ def test_loss_accepts_tensor_beta():
                                    model.loss(x, beta=0.5)[0])
 
 
+@pytest.mark.parametrize("case", MODELS, ids=ids)
+def test_sparse_rows_input_equals_csr_input(case):
+    from evcf_fast.models.layers import SparseRows
+
+    model = make_model(case).eval()
+    c = two_blocks(6).to_sparse_csr()
+    rows = SparseRows.from_csr(c.crow_indices(), c.col_indices(), c.values(), n_cols=D)
+    assert torch.equal(model.scores(rows), model.scores(c))
+    with torch.no_grad():
+        assert torch.equal(model.loss(rows)[0], model.loss(c)[0])
+
+
+@pytest.mark.parametrize("case", MODELS, ids=ids)
+def test_bf16_autocast_loss_is_close_to_float32(case):
+    """Mixed precision: matmuls in bf16, likelihood and log-densities upcast to float32."""
+    model = make_model(case).eval()
+    x = two_blocks(8).to_sparse_csr()
+    with torch.no_grad():
+        ref = model.loss(x, beta=0.3)[0]
+        with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+            loss, stats = model.loss(x, beta=0.3)
+    assert loss.dtype == torch.float32 and stats["nll"].dtype == torch.float32
+    assert abs(loss.item() - ref.item()) < 0.05 * abs(ref.item())
+
+
 def test_model_rejects_bad_batches():
     model = make_model(dict(model="vamp"))
     with pytest.raises(ValueError, match=r"expected \(batch, n_items=30\)"):

@@ -15,8 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from evcf_fast.models.layers import as_rows
-from evcf_fast.models.likelihood import (bernoulli_log_lik, multinomial_log_lik,
-                                         scores_from_logits)
+from evcf_fast.models.likelihood import bernoulli_log_lik, multinomial_log_lik, scores_from_logits
 
 pytestmark = pytest.mark.filterwarnings("ignore:Sparse CSR tensor support is in beta")
 
@@ -106,3 +105,13 @@ def test_scores_from_logits():
     logits = torch.tensor([[0.0, 2.0]])
     assert torch.equal(scores_from_logits(logits, "multinomial"), logits)
     torch.testing.assert_close(scores_from_logits(logits, "bernoulli"), torch.sigmoid(logits))
+
+
+@pytest.mark.parametrize("kind", sorted(FUNCS))
+def test_half_precision_logits_are_upcast(kind):
+    x, logits = make(4, 30, 0.3, 5, 3.0)
+    fn = FUNCS[kind][0]
+    got = fn(logits.to(torch.bfloat16), x.float())
+    assert got.dtype == torch.float32
+    ref = FUNCS[kind][1](logits.to(torch.bfloat16).double().numpy(), x.numpy())
+    np.testing.assert_allclose(got.double().numpy(), ref, rtol=1e-5)

@@ -16,8 +16,12 @@ from hypothesis import strategies as st
 from torch import distributions as td
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from evcf_fast.models.priors import (kl_standard_normal, log_normal_diag, log_standard_normal,
-                                     vamp_log_prior)
+from evcf_fast.models.priors import (
+    kl_standard_normal,
+    log_normal_diag,
+    log_standard_normal,
+    vamp_log_prior,
+)
 
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
@@ -148,3 +152,13 @@ def test_vamp_log_prior_under_autocast_keeps_accuracy():
     with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
         out = vamp_log_prior(z, mu, lv)
     assert ((out.double() - ref).abs() / ref.abs()).max().item() < 1e-6
+
+
+def test_half_precision_inputs_give_float32_densities():
+    torch.manual_seed(3)
+    z, mu, lv = (torch.randn(4, 3).to(torch.bfloat16) for _ in range(3))
+    for out in (log_normal_diag(z, mu, lv), log_standard_normal(z), kl_standard_normal(mu, lv),
+                vamp_log_prior(z, mu, lv)):
+        assert out.dtype == torch.float32
+    ref = log_normal_diag(z.double(), mu.double(), lv.double())
+    torch.testing.assert_close(log_normal_diag(z, mu, lv).double(), ref, rtol=1e-6, atol=1e-6)

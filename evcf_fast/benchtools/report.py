@@ -11,7 +11,9 @@ reference timed in the same session, so the number never depends on the machine)
 
 Pairing with baselines (documented for benchmark authors in README.md): a benchmark with role
 ``"ours"`` is paired with every ``"baseline"`` of its group whose ``extra_info["baseline_for"]``
-(when set) names it, and whose parametrize values agree on the parameters both have.
+(when set) names it, and whose parametrize values agree on the parameters both have, except a
+parameter that separates the baselines from ours (its values among the baselines never occur
+among ours, such as ``layout="dense"`` vs ``"sparse"``).
 """
 
 from __future__ import annotations
@@ -41,10 +43,22 @@ class ReportFiles:
     speedup_png: Path
 
 
-def _params_agree(a: dict | None, b: dict | None) -> bool:
+def _variant_keys(ours: list[BenchmarkResult], bases: list[BenchmarkResult]) -> set[str]:
+    # A parameter whose values among the baselines never occur among ours (layout "dense" vs
+    # "sparse") is what makes them baselines: it must not have to agree when pairing.
+    keys = set()
+    for key in {k for b in ours + bases for k in (b.params or {})}:
+        ours_values = {repr((b.params or {}).get(key)) for b in ours if key in (b.params or {})}
+        base_values = {repr((b.params or {}).get(key)) for b in bases if key in (b.params or {})}
+        if ours_values and base_values and not ours_values & base_values:
+            keys.add(key)
+    return keys
+
+
+def _params_agree(a: dict | None, b: dict | None, ignore: set[str]) -> bool:
     if not a or not b:
         return True
-    return all(a[k] == b[k] for k in set(a) & set(b))
+    return all(a[k] == b[k] for k in (set(a) & set(b)) - ignore)
 
 
 def _targets(baseline: BenchmarkResult) -> list[str] | None:
@@ -69,6 +83,9 @@ def baseline_pairs(run: BenchmarkRun) -> list[tuple[BenchmarkResult, BenchmarkRe
     by_group: dict[str | None, list[BenchmarkResult]] = defaultdict(list)
     for b in run.benchmarks.values():
         by_group[b.group].append(b)
+    variants = {g: _variant_keys([b for b in members if b.role == "ours"],
+                                 [b for b in members if b.role == "baseline"])
+                for g, members in by_group.items()}
     pairs = []
     for ours in run.benchmarks.values():
         if ours.role != "ours":
@@ -80,7 +97,7 @@ def baseline_pairs(run: BenchmarkRun) -> list[tuple[BenchmarkResult, BenchmarkRe
             names = {ours.base_name, ours.name, ours.fullname}
             if targets is not None and not names & set(targets):
                 continue
-            if _params_agree(ours.params, base.params):
+            if _params_agree(ours.params, base.params, variants[ours.group]):
                 pairs.append((ours, base))
     return pairs
 

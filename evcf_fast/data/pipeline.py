@@ -109,7 +109,7 @@ def prepare(paths, out_dir: str | os.PathLike | None = None, *, n_heldout: int |
         bar.set_postfix_str("split")
         meta = {
             "name": name or (Path(out_dir).name if out_dir is not None else plist[0].stem),
-            "source_format": sources[0].kind if format == "auto" else format,
+            "source_format": sources[0].label,
             "library": f"evcf_fast {__version__}",
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(
                 timespec="seconds"),

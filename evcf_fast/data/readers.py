@@ -117,6 +117,7 @@ class Source:
     columns: tuple = ()  # (user, item, rating | None, timestamp | None): names or positions
     n_fields: int = 0  # fields per line (header-less delimited / dat files)
     files: tuple = ()  # netflix_dir: the mv_*.txt files in movie order
+    label: str = ""  # detected format, for the metadata (e.g. "movielens ratings.dat")
 
     @property
     def has_rating(self) -> bool:
@@ -132,8 +133,7 @@ def resolve_sources(paths, *, format: str = "auto", user_col=None, item_col=None
                     has_header=None) -> list[Source]:
     """Detect the format and columns of every input path (reads only first lines)."""
     if format not in FORMATS:
-        raise DataFormatError("<format>", None, f"unknown format {format!r}, expected one of "
-                                                f"{', '.join(FORMATS)}")
+        raise ValueError(f"unknown format {format!r}, expected one of {', '.join(FORMATS)}")
     plist = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
     if not plist:
         raise ValueError("no input paths given")
@@ -163,7 +163,8 @@ def _resolve_one(p: Path, fmt: str, cols: dict, separator, has_header) -> list[S
                 return [_netflix_dir(p / "training_set")]
             combined = sorted(p.glob("combined_data_*.txt"), key=_natural_key)
             if combined:
-                return [Source(path=c, kind="netflix") for c in combined]
+                return [Source(path=c, kind="netflix", label="netflix combined_data")
+                        for c in combined]
             if list(p.glob("mv_*.txt")):
                 return [_netflix_dir(p)]
         if fmt in ("auto", "movielens"):
@@ -175,6 +176,9 @@ def _resolve_one(p: Path, fmt: str, cols: dict, separator, has_header) -> list[S
                                        f"(ratings.csv, ratings.dat, u.data) or a Netflix folder "
                                        f"(combined_data_*.txt, training_set/mv_*.txt)")
     first = _first_line(p)
+    if not first.strip():
+        raise DataFormatError(p, 1 if first else None, "the file is empty" if not first else
+                              "the first line is blank; expected a header or a data line")
     name = p.name.lower()
     is_parquet = name.endswith((".parquet", ".pq"))
     if fmt == "auto":
@@ -200,12 +204,13 @@ def _resolve_one(p: Path, fmt: str, cols: dict, separator, has_header) -> list[S
         if not _NETFLIX_HEADER.match(first):
             raise DataFormatError(p, 1, f"expected a Netflix '<movie id>:' header line, got "
                                         f"{_show(first)}")
-        return [Source(path=p, kind="netflix")]
+        return [Source(path=p, kind="netflix", label="netflix combined_data")]
     if fmt == "parquet":
         if not is_parquet and not first.startswith(b"PAR1"):
             raise DataFormatError(p, None, "expected a Parquet file (.parquet)")
         names = list(pl.read_parquet_schema(p))
-        return [Source(path=p, kind="parquet", columns=_pick_columns(p, names, cols))]
+        return [Source(path=p, kind="parquet", columns=_pick_columns(p, names, cols),
+                       label="parquet")]
     if fmt == "movielens":
         if b"::" in first:  # ml-1m / ml-10m ratings.dat
             n = len(first.decode(errors="replace").strip().split("::"))
@@ -213,10 +218,14 @@ def _resolve_one(p: Path, fmt: str, cols: dict, separator, has_header) -> list[S
                 raise DataFormatError(p, 1, f"expected UserID::MovieID::Rating[::Timestamp], "
                                             f"got {_show(first)}")
             return [Source(path=p, kind="dat", has_header=False, n_fields=n,
-                           columns=(0, 1, 2, 3 if n > 3 else None))]
+                           columns=(0, 1, 2, 3 if n > 3 else None),
+                           label="movielens ratings.dat")]
         if name == "u.data" or b"\t" in first:
             separator = separator or "\t"
+        label = "movielens u.data" if name == "u.data" else "movielens ratings.csv"
         fmt = "csv"
+    else:
+        label = fmt
     sep = separator or ("\t" if fmt == "tsv" or b"\t" in first else ",")
     text = first.decode(errors="replace").rstrip("\r\n")
     fields = next(csv.reader([text], delimiter=sep)) if text else []
@@ -228,7 +237,7 @@ def _resolve_one(p: Path, fmt: str, cols: dict, separator, has_header) -> list[S
     if header:
         names = [f.strip() for f in fields]
         return [Source(path=p, kind="delimited", separator=sep, has_header=True,
-                       columns=_pick_columns(p, names, cols), n_fields=len(names))]
+                       columns=_pick_columns(p, names, cols), n_fields=len(names), label=label)]
     n = len(fields)
     columns = []
     for key, default in zip(("user_col", "item_col", "rating_col", "timestamp_col"), range(4)):
@@ -244,7 +253,7 @@ def _resolve_one(p: Path, fmt: str, cols: dict, separator, has_header) -> list[S
     if cols["rating_col"] is None and n == 2:
         columns[2] = None
     return [Source(path=p, kind="delimited", separator=sep, has_header=False,
-                   columns=tuple(columns), n_fields=n)]
+                   columns=tuple(columns), n_fields=n, label=label)]
 
 
 def _pick_columns(path, names: list[str], cols: dict) -> tuple:
@@ -280,7 +289,8 @@ def _netflix_dir(d: Path) -> Source:
     files = [f for f in d.glob("mv_*.txt") if f.is_file()]
     if not files:
         raise DataFormatError(d, None, "expected Netflix movie files mv_<id>.txt, found none")
-    return Source(path=d, kind="netflix_dir", files=tuple(sorted(files, key=_natural_key)))
+    return Source(path=d, kind="netflix_dir", files=tuple(sorted(files, key=_natural_key)),
+                  label="netflix training_set")
 
 
 # --------------------------------------------------------------------------------------------
@@ -335,7 +345,7 @@ def _collect_one(src: Source, *, with_timestamp: bool, min_rating) -> tuple[pl.D
     return df, n
 
 
-def _scan_delimited(src: Source, *, string_ids: bool) -> pl.LazyFrame:
+def _scan_delimited(src: Source, *, string_ids: bool, with_timestamp: bool) -> pl.LazyFrame:
     data = _maybe_decompress(src.path)
     u, i, r, t = src.columns
     if src.kind == "dat":
@@ -345,7 +355,7 @@ def _scan_delimited(src: Source, *, string_ids: bool) -> pl.LazyFrame:
         c = raw.collect_schema().names()
         sel = [pl.col(c[0]).alias("user"), pl.col(c[2]).alias("item"),
                pl.col(c[4]).alias("rating")]
-        if src.n_fields > 3:
+        if src.n_fields > 3 and with_timestamp:
             sel.append(pl.col(c[6]).alias("timestamp"))
         gaps = [pl.col(c[k]) for k in range(1, len(c), 2)]
         return raw.select(*sel, _bad=pl.any_horizontal([g.is_not_null() for g in gaps]))
@@ -364,7 +374,7 @@ def _scan_delimited(src: Source, *, string_ids: bool) -> pl.LazyFrame:
     sel = [pl.col(names[0]).alias("user"), pl.col(names[1]).alias("item")]
     if r is not None:
         sel.append(pl.col(names[2]).alias("rating"))
-    if t is not None:
+    if t is not None and with_timestamp:
         sel.append(pl.col(names[3]).alias("timestamp"))
     return lf.select(*sel, _bad=pl.lit(False))
 
@@ -378,7 +388,7 @@ def _dat_overrides(n_fields, string_ids):
 def _collect_delimited(src: Source, *, with_timestamp, min_rating) -> pl.DataFrame:
     df = None
     for string_ids in (False, True):
-        lf = _scan_delimited(src, string_ids=string_ids)
+        lf = _scan_delimited(src, string_ids=string_ids, with_timestamp=with_timestamp)
         lf = _filtered(lf, src, min_rating=min_rating, with_timestamp=with_timestamp)
         try:
             df = lf.collect()
@@ -396,7 +406,7 @@ def _collect_delimited(src: Source, *, with_timestamp, min_rating) -> pl.DataFra
 
 def _filtered(lf: pl.LazyFrame, src: Source, *, min_rating, with_timestamp) -> pl.LazyFrame:
     names = lf.collect_schema().names()
-    cols = [c for c in names if c != "_bad" and (with_timestamp or c != "timestamp")]
+    cols = [c for c in names if c != "_bad"]
     nulls = pl.any_horizontal([pl.col(c).is_null() for c in names if c != "_bad"])
     if min_rating is not None:
         # suspicious rows (missing fields, blank lines) pass the filter so they get reported

@@ -28,6 +28,7 @@ import numpy as np
 import polars as pl
 
 from .._io import atomic_dir, atomic_file
+from .dataset import public_permissions
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -125,19 +126,29 @@ def make_synthetic(preset: str | SyntheticPreset = "small", *, seed: int = 0,
     user_code = np.repeat(np.arange(p.n_users, dtype=np.int32), np.diff(ptr))
 
     if p.half_stars:
-        pos_vals, pos_p = np.array([4.0, 4.5, 5.0]), [0.45, 0.2, 0.35]
+        pos_vals, pos_p = np.array([4.0, 4.5, 5.0]), np.array([0.45, 0.2, 0.35])
         neg_vals = np.array([0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5])
         neg_p = np.array([1.0, 3.0, 2.0, 8.0, 6.0, 20.0, 14.0])
     else:
-        pos_vals, pos_p = np.array([4.0, 5.0]), [0.55, 0.45]
+        pos_vals, pos_p = np.array([4.0, 5.0]), np.array([0.55, 0.45])
         neg_vals, neg_p = np.array([1.0, 2.0, 3.0]), np.array([1.0, 2.5, 6.5])
-    rating = np.where(liked, rng.choice(pos_vals, n, p=pos_p),
-                      rng.choice(neg_vals, n, p=neg_p / neg_p.sum())).astype(np.float32)
+    pos_cdf, neg_cdf = np.cumsum(pos_p) / pos_p.sum(), np.cumsum(neg_p) / neg_p.sum()
     start = rng.integers(p.first_day, p.first_day + p.n_days, p.n_users)
     span = rng.integers(1, 3 * 365, p.n_users)
-    day = start[user_code] + (rng.random(n) * span[user_code]).astype(np.int64)
-    day = np.minimum(day, p.first_day + p.n_days - 1)
-    timestamp = day * 86_400 + rng.integers(0, 86_400, n)
+    rating = np.empty(n, np.float32)
+    timestamp = np.empty(n, np.int64)
+    step = 1 << 23  # chunks bound the temporaries at Netflix scale (100M rows)
+    for a in range(0, n, step):
+        b = min(n, a + step)
+        u = rng.random(b - a)
+        pos = np.minimum(np.searchsorted(pos_cdf, u), len(pos_vals) - 1)
+        neg = np.minimum(np.searchsorted(neg_cdf, u), len(neg_vals) - 1)
+        rating[a:b] = np.where(liked[a:b], pos_vals[pos], neg_vals[neg])
+        uc = user_code[a:b]
+        day = start[uc] + (rng.random(b - a) * span[uc]).astype(np.int64)
+        day = np.minimum(day, p.first_day + p.n_days - 1)
+        timestamp[a:b] = day * 86_400 + rng.integers(0, 86_400, b - a)
+    del liked
 
     user_ids = np.sort(rng.choice(p.max_user_id, p.n_users, replace=False) + 1).astype(np.int32)
     item_ids = np.sort(rng.choice(p.max_item_id, p.n_items, replace=False) + 1).astype(np.int32)
@@ -156,6 +167,7 @@ def write_movielens(interactions: pl.DataFrame, path: str | os.PathLike, *,
         pl.col("timestamp").alias("timestamp"))
     with atomic_file(path, overwrite=overwrite) as tmp:
         df.write_csv(tmp, float_precision=1)
+        public_permissions(tmp)
     return path
 
 
@@ -189,13 +201,14 @@ def write_netflix(interactions: pl.DataFrame, out_dir: str | os.PathLike, *,
     item = df["item"].to_numpy()
     movie_ids, starts = np.unique(item, return_index=True)
     gptr = np.append(starts, len(item)).astype(np.int64)
-    users = df["user"].to_numpy().astype(np.int64)
+    users = df["user"].to_numpy()
     rating = df["rating"].to_numpy()
-    ratings = rating.astype(np.int64)
+    ratings = rating.astype(np.int8)
     if not np.array_equal(ratings, rating):
         raise ValueError("Netflix ratings are integers 1..5, got fractional ratings such as "
                          f"{rating[ratings != rating][0]}; generate with half_stars=False")
-    days = (df["timestamp"].to_numpy() // 86_400).astype(np.int64)
+    del rating
+    days = (df["timestamp"].to_numpy() // 86_400).astype(np.int32)
     with atomic_dir(out_dir, overwrite=overwrite) as tmp:
         if layout == "combined":
             bounds = np.linspace(0, len(movie_ids), n_files + 1).round().astype(np.int64)
@@ -211,6 +224,7 @@ def write_netflix(interactions: pl.DataFrame, out_dir: str | os.PathLike, *,
             for g, m in enumerate(movie_ids.tolist()):
                 (tmp / "training_set" / f"mv_{m:07d}.txt").write_bytes(
                     mv[offsets[g]:offsets[g + 1]])
+        public_permissions(tmp)
     return Path(out_dir)
 
 
@@ -256,3 +270,56 @@ def _allocate(total: int, weights: np.ndarray, lo: int, hi: int,
         room = np.flatnonzero(counts < hi) if diff > 0 else np.flatnonzero(counts > lo)
         pick = rng.choice(room, min(abs(diff), room.shape[0]), replace=False)
         counts[pick] += 1 if diff > 0 else -1
+
+
+def synthesize(preset: str, out: str | os.PathLike, *, format: str = "movielens",
+               seed: int = 0, n_heldout: int | None = None, overwrite: bool = False,
+               progress: bool = False) -> Path:
+    """Generate a preset and write it (what ``evcf synth`` runs).
+
+    Parameters
+    ----------
+    preset : {"small", "ml20m", "netflix"}
+    out : path-like
+        ``ratings.csv`` file (movielens), a directory of ``combined_data_*.txt`` (netflix) or a
+        dataset directory (split).
+    format : {"movielens", "netflix", "split"}
+    seed : int
+    n_heldout : int, optional
+        Validation/test users for ``format="split"`` (default: the preset's).
+    overwrite : bool
+        Replace an existing output; otherwise it is an error (raised before generating).
+    progress : bool
+        Progress bar over the steps.
+    """
+    from .._progress import progress as _progress
+
+    if format not in ("movielens", "netflix", "split"):
+        raise ValueError(f"format must be movielens, netflix or split, got {format!r}")
+    p = _resolve(preset, {})
+    if n_heldout is not None and format != "split":
+        raise ValueError("n_heldout only applies to format='split'")
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"output {str(out)!r} already exists; pass overwrite "
+                              f"(--overwrite) to replace it")
+    bar = _progress(total=2, desc=f"synth {preset}", unit="step", enabled=progress)
+    bar.set_postfix_str("generate")
+    df = make_synthetic(p, seed=seed, half_stars=p.half_stars and format != "netflix")
+    bar.update()
+    bar.set_postfix_str("write")
+    if format == "movielens":
+        write_movielens(df, out, overwrite=overwrite)
+    elif format == "netflix":
+        write_netflix(df, out, overwrite=overwrite)
+    else:
+        from .split import strong_generalization_split
+
+        ds = strong_generalization_split(
+            df, n_heldout=p.n_heldout if n_heldout is None else n_heldout,
+            meta={"name": out.name, "source_format": f"synthetic:{preset}",
+                  "sources": [{"path": f"synthetic preset {preset!r}, seed {seed}"}]})
+        ds.save(out, overwrite=overwrite)
+    bar.update()
+    bar.close()
+    return out

@@ -58,6 +58,8 @@ class SparseRows:
     """A CSR batch split into its parts; ``row`` is the row id of every nonzero.
 
     ``crow`` (B+1,) and ``col`` (nnz,) are int32 or int64 of one dtype, ``values`` (nnz,) float.
+    Build one with ``SparseRows.from_csr`` from index tensors (no sparse tensor object needed,
+    which suits ``torch.compile`` and CUDA graphs); models accept it wherever they accept x.
     """
 
     crow: Tensor
@@ -66,6 +68,15 @@ class SparseRows:
     row: Tensor
     n_rows: int
     n_cols: int
+
+    @classmethod
+    def from_csr(cls, crow: Tensor, col: Tensor, values: Tensor, *, n_cols: int) -> SparseRows:
+        """Rows from CSR parts; the caller guarantees a valid CSR structure (not re-checked)."""
+        n_rows = crow.shape[0] - 1
+        # output_size avoids a device sync on CUDA
+        row = torch.repeat_interleave(torch.arange(n_rows, device=crow.device, dtype=crow.dtype),
+                                      crow[1:] - crow[:-1], output_size=col.shape[0])
+        return cls(crow, col, values, row, int(n_rows), int(n_cols))
 
     def with_values(self, values: Tensor) -> SparseRows:
         return SparseRows(self.crow, self.col, values, self.row, self.n_rows, self.n_cols)
@@ -84,35 +95,35 @@ def as_rows(x, *, n_items: int, dtype: torch.dtype, device: torch.device) -> Row
 
     Parameters
     ----------
-    x : Tensor
-        Dense (B, n_items) float tensor, or a ``torch.sparse_csr_tensor`` of size (B, n_items)
-        with int32/int64 indices and float values.
+    x : Tensor or SparseRows
+        Dense (B, n_items) float tensor, a ``torch.sparse_csr_tensor`` of size (B, n_items)
+        with int32/int64 indices and float values, or ``SparseRows`` of those parts.
     n_items : int
         Expected number of columns.
     dtype, device
         Those of the model's parameters; x must match them (no silent copies or casts).
     """
-    if not isinstance(x, Tensor):
-        raise TypeError(f"x must be a torch.Tensor (dense or sparse CSR), got {type(x).__name__}")
-    if x.layout not in (torch.strided, torch.sparse_csr):
-        raise TypeError(f"x must be a dense tensor or a sparse CSR tensor, got layout {x.layout}; "
-                        f"convert with .to_sparse_csr()")
-    if x.dim() != 2 or x.shape[1] != n_items:
-        raise ValueError(f"x has shape {tuple(x.shape)}, expected (batch, n_items={n_items})")
-    if x.shape[0] < 1:
+    if isinstance(x, SparseRows):
+        shape, x_dtype, x_device = (x.n_rows, x.n_cols), x.values.dtype, x.values.device
+    elif isinstance(x, Tensor):
+        if x.layout not in (torch.strided, torch.sparse_csr):
+            raise TypeError(f"x must be a dense tensor or a sparse CSR tensor, got layout "
+                            f"{x.layout}; convert with .to_sparse_csr()")
+        shape, x_dtype, x_device = tuple(x.shape), x.dtype, x.device
+    else:
+        raise TypeError(f"x must be a torch.Tensor (dense or sparse CSR) or SparseRows, got "
+                        f"{type(x).__name__}")
+    if len(shape) != 2 or shape[1] != n_items:
+        raise ValueError(f"x has shape {shape}, expected (batch, n_items={n_items})")
+    if shape[0] < 1:
         raise ValueError("x has no rows, expected a batch of at least 1 row")
-    if x.dtype != dtype:
-        raise TypeError(f"x has dtype {x.dtype}, expected {dtype} to match the model parameters")
-    if x.device != device:
-        raise ValueError(f"x is on {x.device}, expected {device} like the model parameters")
-    if x.layout == torch.strided:
+    if x_dtype != dtype:
+        raise TypeError(f"x has dtype {x_dtype}, expected {dtype} to match the model parameters")
+    if x_device != device:
+        raise ValueError(f"x is on {x_device}, expected {device} like the model parameters")
+    if isinstance(x, SparseRows) or x.layout == torch.strided:
         return x
-    crow, col = x.crow_indices(), x.col_indices()
-    counts = crow[1:] - crow[:-1]
-    # output_size avoids a device sync on CUDA
-    row = torch.repeat_interleave(torch.arange(x.shape[0], device=device, dtype=crow.dtype),
-                                  counts, output_size=col.shape[0])
-    return SparseRows(crow, col, x.values(), row, int(x.shape[0]), int(x.shape[1]))
+    return SparseRows.from_csr(x.crow_indices(), x.col_indices(), x.values(), n_cols=shape[1])
 
 
 def normalize_rows(rows: Rows) -> Rows:
@@ -139,7 +150,7 @@ def dropout_rows(rows: Rows, p: float, *, training: bool) -> Rows:
 
 
 def init_weight_(weight: Tensor, *, fan_in: int, fan_out: int, scheme: str) -> None:
-    """Initialise a (fan_in, k * fan_out) weight as k side-by-side ``nn.Linear`` weights would be."""
+    """Initialise a (fan_in, k * fan_out) weight as k side-by-side ``nn.Linear`` weights."""
     with torch.no_grad():
         if scheme == "he":  # authors' he_init: N(0, sqrt(2 / fan_in))
             weight.normal_(0.0, math.sqrt(2.0 / fan_in))
@@ -229,6 +240,8 @@ class GaussianHead(nn.Module):
     """Mean and log-variance heads on one hidden state: ``mu = hW + b``,
     ``logvar = hardtanh(hV + c, *clip)``; W|V fused in one (in, 2 * out) weight."""
 
+    n_chunks = 2
+
     def __init__(self, in_features: int, out_features: int, *,
                  logvar_clip: tuple[float, float] | None, init: str = "he"):
         super().__init__()
@@ -236,10 +249,9 @@ class GaussianHead(nn.Module):
         self.logvar_clip = logvar_clip
         self.weight = nn.Parameter(torch.empty(in_features, 2 * out_features))
         self.bias = nn.Parameter(torch.empty(2 * out_features))
-        init_weight_(self.weight, fan_in=in_features, fan_out=out_features, scheme=init)
+        # xavier: Liang et al. have one (H, 2z) layer for both heads, hence fan_out = 2z
+        init_weight_(self.weight, fan_in=in_features, fan_out=2 * out_features, scheme=init)
         init_bias_(self.bias, fan_in=in_features, scheme=init)
-
-    n_chunks = 2
 
     def forward(self, h: Tensor) -> tuple[Tensor, Tensor]:
         mu, logvar = torch.addmm(self.bias, h, self.weight).chunk(2, dim=-1)

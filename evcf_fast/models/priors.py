@@ -13,18 +13,26 @@ import torch
 from torch import Tensor
 
 
+def _f32(*ts: Tensor) -> tuple[Tensor, ...]:
+    # under autocast the heads emit bf16/fp16; the log-densities cancel in the KL: use fp32
+    return tuple(t.float() if t.dtype in (torch.float16, torch.bfloat16) else t for t in ts)
+
+
 def log_normal_diag(z: Tensor, mu: Tensor, logvar: Tensor) -> Tensor:
     """Row sums of -0.5 * (logvar + (z - mu)^2 / exp(logvar)); shapes (B, d) -> (B,)."""
+    z, mu, logvar = _f32(z, mu, logvar)
     return -0.5 * (logvar + (z - mu).pow(2) * torch.exp(-logvar)).sum(dim=-1)
 
 
 def log_standard_normal(z: Tensor) -> Tensor:
     """Row sums of -0.5 * z^2; (B, d) -> (B,)."""
+    (z,) = _f32(z)
     return -0.5 * z.pow(2).sum(dim=-1)
 
 
 def kl_standard_normal(mu: Tensor, logvar: Tensor) -> Tensor:
     """Closed-form KL(N(mu, diag exp(logvar)) || N(0, I)) per row (Liang et al.); (B, d) -> (B,)."""
+    mu, logvar = _f32(mu, logvar)
     return 0.5 * (torch.exp(logvar) + mu.pow(2) - 1.0 - logvar).sum(dim=-1)
 
 
@@ -40,7 +48,7 @@ def vamp_log_prior(z: Tensor, mu: Tensor, logvar: Tensor) -> Tensor:
 
     Returns
     -------
-    Tensor of shape (B,), dtype of z
+    Tensor of shape (B,), dtype of z (float32 for half-precision z)
 
     Notes
     -----
@@ -59,4 +67,4 @@ def vamp_log_prior(z: Tensor, mu: Tensor, logvar: Tensor) -> Tensor:
         quad = ((z64 * z64) @ prec.T - 2.0 * (z64 @ (mu64 * prec).T)
                 + (mu64 * mu64 * prec).sum(dim=1))                         # (B, K)
         a = -0.5 * (lv64.sum(dim=1) + quad) - math.log(n_components)
-        return torch.logsumexp(a, dim=1).to(z.dtype)
+        return torch.logsumexp(a, dim=1).to(_f32(z)[0].dtype)

@@ -1,0 +1,93 @@
+"""Ingestion: raw ML-20M-shaped ratings.csv -> strong-generalization split on disk, and loading it.
+
+Group "ingest" compares, on the same generated file (20,000,263 rows; ~200k in quick mode):
+``evcf_fast.prepare`` (exact mode, write included), the bare ``polars.read_csv`` of the file, and
+the pandas notebook procedure (bench/_ingest_fixtures.py). Targets (issue 2): prepare within
+1.5x the bare parse, >= 6x faster than pandas, peak RSS < 2 GiB. Group "dataset-load":
+``SplitDataset.load`` of the prepared ML-20M-shaped directory (target < 0.5 s).
+Peak RSS is measured once per contender in a fresh process (extra_info["peak_rss_mib"]).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+from _ingest_fixtures import assert_same_split, make_ml20m_csv, pandas_reference, peak_rss_mib
+
+from evcf_fast.data.dataset import SplitDataset
+from evcf_fast.data.pipeline import prepare
+
+
+@pytest.fixture(scope="session")
+def ml20m_csv(tmp_path_factory, bench_quick):
+    """Generated once per session, outside any timing."""
+    path, sizes = make_ml20m_csv(tmp_path_factory.mktemp("ml20m"), quick=bench_quick)
+    return path, sizes
+
+
+@pytest.fixture(scope="session")
+def prepared(ml20m_csv, tmp_path_factory):
+    path, sizes = ml20m_csv
+    out = tmp_path_factory.mktemp("prepared") / "ml20m"
+    prepare(path, out, n_heldout=sizes["n_heldout"], progress=False)  # also warms the JIT cache
+    return out
+
+
+def _info(benchmark, sizes, path, rss_setup):
+    benchmark.extra_info.update(n_rows=sizes["n_rows"], n_users=sizes["n_users"],
+                                n_heldout=sizes["n_heldout"], file_mib=round(
+                                    path.stat().st_size / 2**20, 1),
+                                peak_rss_mib=peak_rss_mib(rss_setup))
+
+
+@pytest.mark.benchmark(group="ingest")
+def test_prepare_exact(benchmark, ml20m_csv, prepared, tmp_path):
+    path, sizes = ml20m_csv
+    out = tmp_path / "ds"
+
+    def run():
+        return prepare(path, out, n_heldout=sizes["n_heldout"], overwrite=True, progress=False)
+
+    ds = benchmark(run)
+    assert ds.meta["counts"]["n_rows"] == sizes["n_rows"]
+    assert ds.meta["counts"]["n_users"] == sizes["n_users"]
+    assert ds.validation_fold_in.shape[0] == sizes["n_heldout"]
+    reference = SplitDataset.load(prepared)  # deterministic: the same split every time
+    np.testing.assert_array_equal(ds.test_heldout.indices, reference.test_heldout.indices)
+    _info(benchmark, sizes, path,
+          f"from evcf_fast.data.pipeline import prepare\n"
+          f"prepare({str(path)!r}, {str(tmp_path / 'rss')!r}, n_heldout={sizes['n_heldout']}, "
+          f"progress=False)")
+
+
+@pytest.mark.benchmark(group="ingest")
+def test_polars_bare_parse(benchmark, ml20m_csv):
+    path, sizes = ml20m_csv
+    df = benchmark(pl.read_csv, path)
+    assert df.shape == (sizes["n_rows"], 4)
+    _info(benchmark, sizes, path, f"import polars as pl\npl.read_csv({str(path)!r})")
+
+
+@pytest.mark.benchmark(group="ingest")
+def test_pandas_reference(benchmark, ml20m_csv, prepared, bench_quick):
+    path, sizes = ml20m_csv
+    rounds = 3 if bench_quick else 1  # the full-size reference takes tens of seconds
+    ref = benchmark.pedantic(pandas_reference, args=(path, sizes["n_heldout"]), rounds=rounds,
+                             iterations=1)
+    assert_same_split(SplitDataset.load(prepared), ref)  # the split is identical
+    _info(benchmark, sizes, path,
+          f"import sys; sys.path.insert(0, {str(__file__.rsplit('/', 1)[0])!r})\n"
+          f"from _ingest_fixtures import pandas_reference\n"
+          f"pandas_reference({str(path)!r}, {sizes['n_heldout']})")
+
+
+@pytest.mark.benchmark(group="dataset-load")
+@pytest.mark.parametrize("mmap", [True, False], ids=["mmap", "read"])
+def test_dataset_load(benchmark, prepared, ml20m_csv, mmap):
+    _, sizes = ml20m_csv
+    ds = benchmark(SplitDataset.load, prepared, mmap=mmap)
+    assert ds.train.shape[0] == sizes["n_users"] - 2 * sizes["n_heldout"]
+    assert ds.train.indptr[-1] == ds.train.nnz
+    benchmark.extra_info.update(n_users=sizes["n_users"], train_nnz=int(ds.train.nnz),
+                                n_items=ds.n_items, mmap=mmap)
