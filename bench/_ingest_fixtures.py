@@ -108,15 +108,17 @@ def assert_same_split(ds, ref) -> None:
 
 
 _RSS_SNIPPET = """
-import json, resource, sys
+import json, resource, sys, time
+t = time.perf_counter()
 {setup}
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-print(json.dumps({{"peak_rss_mib": round(peak / 1024, 1)}}))
+print(json.dumps({{"peak_rss_mib": round(peak / 1024, 1),
+                  "fresh_process_s": round(time.perf_counter() - t, 2)}}))
 """
 
 
-def peak_rss_mib(setup: str) -> float:
-    """Peak RSS of a fresh Python process running ``setup`` (imports included)."""
+def fresh_process_run(setup: str) -> dict:
+    """Peak RSS (MiB) and wall time (s, imports included) of ``setup`` in a new interpreter."""
     out = subprocess.run([sys.executable, "-c", _RSS_SNIPPET.format(setup=setup)],
                          capture_output=True, text=True, check=True).stdout
-    return json.loads(out.strip().splitlines()[-1])["peak_rss_mib"]
+    return json.loads(out.strip().splitlines()[-1])

@@ -52,9 +52,10 @@ from typing import Iterable, Sequence
 import numpy as np
 import scipy.sparse as sp
 
+# DeviceCSR (evcf_fast.metrics_torch) is also importable from here, lazily: see __getattr__
 __all__ = [
-    "METRICS", "MetricSpec", "parse_metrics", "EvaluationResult", "DeviceCSR", "evaluate",
-    "evaluate_topk", "topk",
+    "METRICS", "MetricSpec", "parse_metrics", "EvaluationResult", "evaluate", "evaluate_topk",
+    "topk", "numba_threads",
 ]
 
 RECALL_DENOMINATORS = ("min", "heldout")
@@ -129,12 +130,13 @@ class MetricSpec:
             raise TypeError(f"metrics must be strings like 'ndcg@100' or MetricSpec, got "
                             f"{type(text).__name__}")
         name, at, k = text.strip().partition("@")
-        if not at:
-            if name.lower() in METRICS or name.lower() in _ALIASES:
-                raise ValueError(f"metric {text!r} needs a cut-off: write it as "
-                                 f"'{name.lower()}@k', e.g. '{name.lower()}@100'")
+        key = name.strip().lower()
+        if key not in METRICS and key not in _ALIASES:
             raise ValueError(f"unknown metric {text!r}; expected one of {_known_names()} "
                              f"with a cut-off, e.g. 'ndcg@100'")
+        if not at:
+            raise ValueError(f"metric {text!r} needs a cut-off: write it as '{key}@k', e.g. "
+                             f"'{key}@100'")
         try:
             k_int = int(k.strip())
         except ValueError:
@@ -622,10 +624,10 @@ def _evaluate_numba(blocks: _ScoreBlocks, heldout, exclude, specs, *, recall_mod
     from .kernels import ranking
 
     n_rows, n_items = blocks.shape
-    _check_ks(specs, n_items)
     ho = _check_csr(heldout, name="heldout", shape=blocks.shape)
     ex = _empty_csr(n_rows) if exclude is None else _check_csr(exclude, name="exclude",
                                                                shape=blocks.shape)
+    _check_ks(specs, n_items)
     if ho.indptr[-1] == ho.indptr[0]:
         raise ValueError("heldout has no items: every user would be skipped")
     ks = np.array([s.k for s in specs], np.int64)

@@ -343,12 +343,8 @@ def _candidates(row, ex, k, cs, ci, top, tb, masks, summ, nxt):
     """
     n = row.shape[0]
     k_eff = min(k, n - ex.shape[0])
-    if k_eff <= 0:
-        has_nan = False
-        for j in range(n):
-            if row[j] != row[j]:
-                has_nan = True
-        return 0, 0, NEG_INF, False, has_nan
+    if k_eff <= 0:  # every item is excluded, so no score counts (not even a NaN)
+        return 0, 0, NEG_INF, False, False
     # a threshold that about _OVERSHOOT * k_eff scores beat: the r-th largest run maximum, which
     # is at most the r-th largest sampled score (exclusions are ignored: a threshold only has to
     # be good, the scan checks that it was low enough)

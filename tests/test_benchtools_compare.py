@@ -166,10 +166,14 @@ def test_without_calibration_a_warning_is_given():
     assert "warning: no calibration benchmarks" in compare.format_comparison(cmp)
 
 
-def test_changed_sizes_are_noted():
-    cmp = compare.compare_runs(make_run(21, extra={TOPK: {"n_users": 1000}}),
-                               make_run(22, extra={TOPK: {"n_users": 2000}}))
+def test_changed_sizes_are_noted_but_not_measurements():
+    """Ints/strings in extra_info describe the work; floats (an NDCG, a peak RSS) are results."""
+    cmp = compare.compare_runs(
+        make_run(21, extra={TOPK: {"n_users": 1000, "dtype": "float32", "ndcg": 0.41}}),
+        make_run(22, extra={TOPK: {"n_users": 2000, "dtype": "float32", "ndcg": 0.42}}))
     assert _row(cmp, TOPK).note == "extra_info differs: n_users 1000->2000"
+    cmp = compare.compare_runs(make_run(21, extra={TOPK: {"device": "cpu"}}), make_run(22))
+    assert _row(cmp, TOPK).note == "extra_info differs: device 'cpu'->None"
 
 
 def test_comparison_is_deterministic_for_a_seed():
@@ -203,3 +207,15 @@ def test_format_time(seconds, text):
 def test_bad_options(kwargs, exc, match):
     with pytest.raises(exc, match=match):
         compare.compare_runs(make_run(0), make_run(1), **kwargs)
+
+
+def test_different_machines_and_quick_runs_are_warned_about():
+    base, cand = make_run(27), make_run(28)
+    other = results.parse_run({**synthetic_run([synthetic_benchmark(OURS, [1e-3, 1.1e-3])]),
+                               "machine_info": {"node": "other-box"}}, path="o.json")
+    cmp = compare.compare_runs(base, other)
+    assert any("the runs come from different machines ('synthetic test cpu' vs 'other-box')"
+               in w for w in cmp.warnings)
+    quick = results.parse_run({**synthetic_run([synthetic_benchmark(OURS, [1e-3])]),
+                               "evcf_fast": {"schema": 1, "quick": True}}, path="q.json")
+    assert any("quick mode" in w for w in compare.compare_runs(quick, cand).warnings)

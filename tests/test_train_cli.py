@@ -21,10 +21,10 @@ SMALL = ["--set", "hidden_size=16", "--set", "latent_size=4", "--set", "eval_bat
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
-    s = clustered_split(n_items=50)
+    s = clustered_split(n_items=120)
     ds = SplitDataset(train=s.train, validation_fold_in=s.validation[0],
                       validation_heldout=s.validation[1], test_fold_in=s.test[0],
-                      test_heldout=s.test[1], item_ids=np.arange(50) * 10 + 7,
+                      test_heldout=s.test[1], item_ids=np.arange(120) * 10 + 7,
                       train_user_ids=np.arange(240) + 1000,
                       validation_user_ids=np.arange(40) + 2000,
                       test_user_ids=np.arange(40) + 3000, meta={"name": "clustered"})

@@ -17,7 +17,7 @@ from evcf_fast.train.config import to_plain
 from evcf_fast.train.loop import Trainer
 from evcf_fast.train.schedules import beta_epoch, beta_step
 
-N_ITEMS = 50
+N_ITEMS = 120
 
 
 @pytest.fixture(scope="module")
@@ -286,9 +286,13 @@ def test_batch_and_item_count_errors(data):
     with pytest.raises(ValueError, match=r"batch_size=241 is larger than the number of training "
                                          r"users \(240\)"):
         fit(data, model_config=mult_cfg(), train_config=train_cfg(batch_size=241))
-    with pytest.raises(IncompatibleDatasetError, match="model has n_items=51 but the dataset "
-                                                       "has 50 items"):
-        fit(data, model_config=mult_cfg(n_items=51), train_config=train_cfg())
+    with pytest.raises(IncompatibleDatasetError, match="model has n_items=121 but the dataset "
+                                                       "has 120 items"):
+        fit(data, model_config=mult_cfg(n_items=121), train_config=train_cfg())
+    few = clustered_split(n_items=60)
+    with pytest.raises(ValueError, match="metric ndcg@100 needs at least 100 items, the dataset "
+                                         "has 60"):
+        fit(few, model_config=mult_cfg(n_items=60), train_config=train_cfg())
 
 
 def test_missing_dataset_directory(tmp_path):

@@ -83,13 +83,18 @@ def _ci(point: float, reps: np.ndarray | None, confidence: float) -> RatioCI:
     return percentile_interval(reps, point=point, confidence=confidence)
 
 
+def _describes_work(value) -> bool:
+    # ints, strings, booleans and None describe the work (sizes, k, dtype, device); floats and
+    # containers are measurements (an NDCG reached, a peak RSS) that may differ from run to run
+    return value is None or isinstance(value, (bool, int, str))
+
+
 def _extra_diff(cand: BenchmarkResult, base: BenchmarkResult) -> str:
-    # Sizes recorded in extra_info must match, or the two timings measure different work.
-    keys = sorted(set(cand.extra_info) | set(base.extra_info))
-    diffs = [f"{k} {base.extra_info.get(k)!r}->{cand.extra_info.get(k)!r}" for k in keys
-             if cand.extra_info.get(k) != base.extra_info.get(k)
-             and not isinstance(cand.extra_info.get(k, base.extra_info.get(k)), dict)]
-    return ("extra_info differs: " + ", ".join(diffs[:3])) if diffs else ""
+    keys = [k for k in sorted(set(cand.extra_info) | set(base.extra_info))
+            if _describes_work(cand.extra_info.get(k)) and _describes_work(base.extra_info.get(k))
+            and cand.extra_info.get(k) != base.extra_info.get(k)]
+    diffs = [f"{k} {base.extra_info.get(k)!r}->{cand.extra_info.get(k)!r}" for k in keys[:3]]
+    return ("extra_info differs: " + ", ".join(diffs)) if diffs else ""
 
 
 def compare_runs(baseline: BenchmarkRun, candidate: BenchmarkRun, *, threshold: float = 0.15,
@@ -130,6 +135,9 @@ def compare_runs(baseline: BenchmarkRun, candidate: BenchmarkRun, *, threshold: 
     warnings: list[str] = []
     if candidate.metadata.get("quick") or baseline.metadata.get("quick"):
         warnings.append("a run was made in quick mode (reduced sizes): timings are not comparable")
+    if candidate.machine != baseline.machine:
+        warnings.append(f"the runs come from different machines ({baseline.machine!r} vs "
+                        f"{candidate.machine!r}): trust the normalised ratios only")
 
     # Calibration: geometric mean of the workloads' ratios, replicate by replicate.
     cal_names = [n for n in common if candidate.benchmarks[n].role == "calibration"]

@@ -59,7 +59,7 @@ class BenchmarkResult:
     rounds: int
     iterations: int
     # per-round times; None when saved without --benchmark-save-data
-    data: np.ndarray | None = field(repr=False)
+    data: np.ndarray | None = field(repr=False, compare=False)
     extra_info: dict
 
     @property

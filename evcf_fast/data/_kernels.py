@@ -196,3 +196,142 @@ def smallest_keys(optr, keys, fraction, min_count):
                 for t in range(k):
                     flag[a + sel[t]] = True
     return flag
+
+
+@nb.njit(**_JIT)
+def dense_codes(vals, limit):
+    """Codes of non-negative integer ids through a presence table, in ascending id order.
+
+    Returns (``codes`` int32, ``uniques`` int64, ok); ``ok`` is False (and nothing else is
+    computed) when an id is negative or ``>= limit``: the caller then falls back to sorting.
+    """
+    n = vals.shape[0]
+    hi = -1
+    for r in range(n):
+        v = vals[r]
+        if v < 0 or v >= limit:
+            return np.zeros(0, np.int32), np.zeros(0, np.int64), False
+        if v > hi:
+            hi = v
+    code_of = np.zeros(hi + 1, np.int32)
+    for r in range(n):
+        code_of[vals[r]] = 1
+    k = 0
+    for v in range(hi + 1):
+        if code_of[v]:
+            code_of[v] = k + 1
+            k += 1
+    uniques = np.empty(k, np.int64)
+    for v in range(hi + 1):
+        if code_of[v]:
+            uniques[code_of[v] - 1] = v
+    codes = np.empty(n, np.int32)
+    for r in range(n):
+        codes[r] = code_of[vals[r]] - 1
+    return codes, uniques, True
+
+
+@nb.njit(**_JIT)
+def count_distinct(ptr, items, n_items):
+    """Distinct items per user segment (repeats of a (user, item) pair counted once)."""
+    n_users = ptr.shape[0] - 1
+    counts = np.zeros(n_users, np.int64)
+    mark = np.full(n_items, -1, np.int64)
+    for u in range(n_users):
+        c = 0
+        for p in range(ptr[u], ptr[u + 1]):
+            i = items[p]
+            if mark[i] != u:
+                mark[i] = u
+                c += 1
+        counts[u] = c
+    return counts
+
+
+# --- the legacy NumPy MT19937 stream, for bit-identical RandomState.permutation draws --------
+
+_MT_N = 624
+_MT_M = 397
+
+
+@nb.njit(**_JIT)
+def _mt_twist(key, i, j, k):
+    y = (key[i] & np.uint32(0x80000000)) | (key[j] & np.uint32(0x7FFFFFFF))
+    v = key[k] ^ (y >> np.uint32(1))
+    if y & np.uint32(1):
+        v ^= np.uint32(0x9908B0DF)
+    key[i] = v
+
+
+@nb.njit(**_JIT)
+def _mt_generate(key):
+    """Refill the 624-word MT19937 state (numpy's mt19937_gen)."""
+    for i in range(_MT_N - _MT_M):
+        _mt_twist(key, i, i + 1, i + _MT_M)
+    for i in range(_MT_N - _MT_M, _MT_N - 1):
+        _mt_twist(key, i, i + 1, i + _MT_M - _MT_N)
+    _mt_twist(key, _MT_N - 1, 0, _MT_M - 1)
+
+
+@nb.njit(**_JIT)
+def _mt_next32(key, pos):
+    """One tempered 32-bit output (numpy's mt19937_next32); ``pos`` is a 1-element array."""
+    if pos[0] >= _MT_N:
+        _mt_generate(key)
+        pos[0] = 0
+    y = key[pos[0]]
+    pos[0] += 1
+    y ^= y >> np.uint32(11)
+    y ^= (y << np.uint32(7)) & np.uint32(0x9D2C5680)
+    y ^= (y << np.uint32(15)) & np.uint32(0xEFC60000)
+    y ^= y >> np.uint32(18)
+    return y
+
+
+@nb.njit(**_JIT)
+def _random_interval(key, pos, mx):
+    """Uniform integer in [0, mx] by masked rejection (numpy's legacy random_interval)."""
+    if mx == 0:
+        return 0
+    mask = np.uint32(mx)
+    mask |= mask >> np.uint32(1)
+    mask |= mask >> np.uint32(2)
+    mask |= mask >> np.uint32(4)
+    mask |= mask >> np.uint32(8)
+    mask |= mask >> np.uint32(16)
+    while True:
+        v = _mt_next32(key, pos) & mask
+        if v <= np.uint32(mx):
+            return np.int64(v)
+
+
+@nb.njit(**_JIT)
+def legacy_heldout_draw(optr, key, pos, fraction, min_count):
+    """The notebook's per-user ``np.random.choice(n, int(fraction * n), replace=False)`` loop.
+
+    Legacy ``choice`` without replacement is ``permutation(n)[:k]``, and ``permutation`` is
+    ``arange(n)`` shuffled by a Fisher-Yates pass from the top (``random_interval(i)`` for
+    ``i = n-1 .. 1``). This replays exactly that on the MT19937 state (``key``, ``pos``) of a
+    ``RandomState`` (``get_state()``), segment by segment, for segments with ``n >= min_count``.
+    Returns the held-out flag of every entry. Segments must be shorter than 2**32.
+    """
+    flag = np.zeros(optr[-1], np.bool_)
+    buf = np.empty(0, np.int64)
+    for j in range(optr.shape[0] - 1):
+        a = optr[j]
+        n = optr[j + 1] - a
+        if n < min_count:
+            continue
+        if buf.shape[0] < n:
+            buf = np.empty(n, np.int64)
+        for t in range(n):
+            buf[t] = t
+        for i in range(n - 1, 0, -1):
+            s = _random_interval(key, pos, i)
+            tmp = buf[i]
+            buf[i] = buf[s]
+            buf[s] = tmp
+        k = int(fraction * n)
+        for t in range(k):
+            flag[a + buf[t]] = True
+    return flag

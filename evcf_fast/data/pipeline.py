@@ -99,12 +99,13 @@ def prepare(paths, out_dir: str | os.PathLike | None = None, *, n_heldout: int |
 
     bar = _progress(total=3, desc="prepare", unit="step", enabled=progress)
     bar.set_postfix_str("parse")
+    stats = {}
+    positives = readers.collect_sources(sources, with_timestamp=False, min_rating=min_rating,
+                                        stats=stats)
+    t_parse = time.perf_counter()
+    # the split is mostly one core (compiled, GIL-free kernels): hash the sources meanwhile
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
         hashes = pool.submit(_describe_sources, sources, hash_sources)
-        stats = {}
-        positives = readers.collect_sources(sources, with_timestamp=False,
-                                            min_rating=min_rating, stats=stats)
-        t_parse = time.perf_counter()
         bar.update()
         bar.set_postfix_str("split")
         meta = {

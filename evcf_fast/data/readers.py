@@ -338,7 +338,7 @@ def _collect_one(src: Source, *, with_timestamp: bool, min_rating) -> tuple[pl.D
     df = _collect_delimited(src, with_timestamp=with_timestamp, min_rating=min_rating)
     if min_rating is None:
         return df, df.height
-    # a line count without field parsing (fast), minus the blank lines pandas would skip
+    # a line count without field parsing (fast; blank lines, which are skipped, count too)
     n = pl.scan_csv(_maybe_decompress(src.path), has_header=src.has_header,
                     separator=src.separator if src.kind == "delimited" else ":",
                     infer_schema=False).select(pl.len()).collect().item()
@@ -351,7 +351,8 @@ def _scan_delimited(src: Source, *, string_ids: bool, with_timestamp: bool) -> p
     if src.kind == "dat":
         # "::" is two one-byte separators with an empty field between: fields 0, 2, 4, 6
         raw = pl.scan_csv(data, has_header=False, separator=":", infer_schema_length=10_000,
-                          schema_overrides=_dat_overrides(src.n_fields, string_ids))
+                          schema_overrides={"column_0": pl.String, "column_2": pl.String}
+                          if string_ids else None)
         c = raw.collect_schema().names()
         sel = [pl.col(c[0]).alias("user"), pl.col(c[2]).alias("item"),
                pl.col(c[4]).alias("rating")]
@@ -379,17 +380,11 @@ def _scan_delimited(src: Source, *, string_ids: bool, with_timestamp: bool) -> p
     return lf.select(*sel, _bad=pl.lit(False))
 
 
-def _dat_overrides(n_fields, string_ids):
-    if not string_ids:
-        return None
-    return {"column_0": pl.String, "column_2": pl.String}
-
-
 def _collect_delimited(src: Source, *, with_timestamp, min_rating) -> pl.DataFrame:
     df = None
     for string_ids in (False, True):
         lf = _scan_delimited(src, string_ids=string_ids, with_timestamp=with_timestamp)
-        lf = _filtered(lf, src, min_rating=min_rating, with_timestamp=with_timestamp)
+        lf = _filtered(lf, min_rating=min_rating)
         try:
             df = lf.collect()
             break
@@ -404,7 +399,8 @@ def _collect_delimited(src: Source, *, with_timestamp, min_rating) -> pl.DataFra
     return _checked(df, src)
 
 
-def _filtered(lf: pl.LazyFrame, src: Source, *, min_rating, with_timestamp) -> pl.LazyFrame:
+def _filtered(lf: pl.LazyFrame, *, min_rating) -> pl.LazyFrame:
+    """Apply the rating filter in the scan; flag rows with missing fields in ``_bad``."""
     names = lf.collect_schema().names()
     cols = [c for c in names if c != "_bad"]
     nulls = pl.any_horizontal([pl.col(c).is_null() for c in names if c != "_bad"])

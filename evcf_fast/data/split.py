@@ -15,10 +15,11 @@ the five matrices and the id maps are identical to the reference notebook's CSV 
    order with ``n >= 5`` rows inside the vocabulary, ``choice(n, int(heldout_fraction * n),
    replace=False)`` marks the held-out rows (positions in file order).
 
-Everything but step 6 is vectorised (Polars/NumPy) or a compiled O(rows) kernel; step 6 is one
-``RandomState.permutation`` call per held-out user, which is bit-identical to the notebook's
-``choice(n, k, replace=False)`` (legacy NumPy implements it as ``permutation(n)[:k]``; proven in
-tests/test_data_split.py).
+Everything is vectorised (Polars/NumPy) or a compiled O(rows) kernel. Step 6 replays the legacy
+MT19937 stream in a compiled kernel: legacy NumPy implements ``choice(n, k, replace=False)`` as
+``permutation(n)[:k]``, a Fisher-Yates shuffle with masked rejection sampling, and the kernel
+repeats exactly those draws (bit-identical; tests/test_data_split.py proves it against
+``RandomState.choice``, and :func:`legacy_heldout_draw_python` is the plain-loop version).
 """
 
 from __future__ import annotations
@@ -118,9 +119,10 @@ def split_positives(user: pl.Series, item: pl.Series, *, n_rows: int, n_heldout:
     bar.update()
 
     ptr, items = K.group_items(ucode, icode, len(user_ids))
-    ptr, items = K.drop_repeats(ptr, items, len(item_ids))
-    counts = np.diff(ptr)
-    n_duplicates = n_positive - items.shape[0]
+    counts = K.count_distinct(ptr, items, len(item_ids))
+    n_duplicates = n_positive - int(counts.sum())
+    if n_duplicates:  # compact only when needed (real MovieLens / Netflix files have none)
+        ptr, items = K.drop_repeats(ptr, items, len(item_ids))
     kept = np.flatnonzero(counts >= min_user_count).astype(np.int32)
     n_users = kept.shape[0]
     if n_users == 0:
@@ -156,7 +158,7 @@ def split_positives(user: pl.Series, item: pl.Series, *, n_rows: int, n_heldout:
         optr, osid = K.gather_user_items(by_id, ptr, items, sid_of)
         out_of_vocab += int(counts[by_id].sum()) - osid.shape[0]
         if exact:
-            flag = _legacy_heldout_draw(optr, seed=seed, fraction=heldout_fraction)
+            flag = legacy_heldout_draw(optr, seed=seed, fraction=heldout_fraction)
         else:
             keys = np.random.default_rng([seed, b]).random(osid.shape[0])
             flag = K.smallest_keys(optr, keys, heldout_fraction, MIN_ROWS_TO_SPLIT)
@@ -191,8 +193,27 @@ def split_positives(user: pl.Series, item: pl.Series, *, n_rows: int, n_heldout:
     return ds
 
 
-def _legacy_heldout_draw(optr: np.ndarray, *, seed: int, fraction: float) -> np.ndarray:
+def legacy_heldout_draw(optr: np.ndarray, *, seed: int, fraction: float) -> np.ndarray:
     """The notebook's per-user ``np.random.choice`` loop, on one freshly seeded RandomState.
+
+    ``optr`` delimits each held-out user's in-vocabulary rows (users in ascending id order, rows
+    in file order); returns the held-out flag of every row. Runs the compiled replay of the
+    legacy MT19937 stream (:func:`evcf_fast.data._kernels.legacy_heldout_draw`), bit-identical
+    to :func:`legacy_heldout_draw_python` (tests/test_data_split.py checks both against
+    ``RandomState.choice``).
+    """
+    key, pos = _mt_state(seed)
+    return K.legacy_heldout_draw(np.asarray(optr, np.int64), key, pos, float(fraction),
+                                 MIN_ROWS_TO_SPLIT)
+
+
+def _mt_state(seed: int):
+    state = np.random.RandomState(seed).get_state()
+    return state[1].astype(np.uint32), np.array([state[2]], np.int64)
+
+
+def legacy_heldout_draw_python(optr: np.ndarray, *, seed: int, fraction: float) -> np.ndarray:
+    """:func:`legacy_heldout_draw` as a plain loop over ``RandomState.permutation``.
 
     ``choice(n, k, replace=False)`` is ``permutation(n)[:k]`` in legacy NumPy (same values, same
     state afterwards), and is called for every user with ``n >= 5`` even when ``k == 0``.
@@ -221,14 +242,11 @@ def factorize(s: pl.Series, *, sort: bool) -> tuple[np.ndarray, np.ndarray]:
         vals = s.to_numpy()
         if vals.shape[0] == 0:
             return np.zeros(0, np.int32), np.zeros(0, np.int64)
-        lo, hi = int(vals.min()), int(vals.max())
-        if lo >= 0 and hi < max(_DENSE_ID_LIMIT, 4 * vals.shape[0]):
+        if dtype != pl.UInt64:
             # O(rows + max id): a presence table gives sorted uniques and the codes at once
-            present = np.zeros(hi + 1, np.bool_)
-            present[vals] = True
-            code_of = np.cumsum(present, dtype=np.int32)
-            code_of -= 1
-            return code_of[vals], np.flatnonzero(present).astype(np.int64)
+            codes, uniques, ok = K.dense_codes(vals, max(_DENSE_ID_LIMIT, 4 * vals.shape[0]))
+            if ok:
+                return codes, uniques
         uniques = np.sort(s.unique().to_numpy()).astype(np.int64)
         return np.searchsorted(uniques, vals).astype(np.int32), uniques
     if dtype in (pl.String, pl.Categorical, pl.Enum):

@@ -5,7 +5,8 @@ Example::
 
     cfg = ModelConfig(model="hvamp", n_items=20108, num_layers=2, gated=True)
     model = build_model(cfg)
-    loss, stats = model.loss(x, beta=0.3)   # x: raw rows, dense (B, D) or torch sparse CSR
+    loss, stats = model.loss(x, beta=0.3)   # x: raw rows, dense (B, D), torch sparse CSR,
+                                            # or SparseRows.from_csr(crow, col, values, n_cols=D)
     scores = model.scores(x)                # (B, D) in evaluation semantics
 """
 
@@ -15,6 +16,7 @@ from .base import BaseModel, VampPriorModel
 from .config import MODEL_NAMES, ModelConfig
 from .hvamp import HVampVAE
 from .hvamp1 import HVamp1VAE
+from .layers import SparseRows
 from .multdae import MultDAE
 from .multvae import MultVAE
 from .vamp import VampVAE
@@ -48,4 +50,4 @@ def build_model(cfg: ModelConfig) -> BaseModel:
 
 
 __all__ = ["BaseModel", "HVamp1VAE", "HVampVAE", "MODELS", "ModelConfig", "MultDAE", "MultVAE",
-           "VampPriorModel", "VampVAE", "build_model"]
+           "SparseRows", "VampPriorModel", "VampVAE", "build_model"]

@@ -7,7 +7,7 @@
   matmul of width 2H with ``W|V`` side by side, no tanh when gated as in the authors' code) or none.
   The first layer of every x branch is a ``Dense`` fed with ``Rows``: a CSR batch goes through
   ``embedding_bag`` (sum of the weight rows of the nonzero columns, scaled by the values), which
-  is a sparse x dense product whose backward writes only the touched rows.
+  is a sparse x dense product whose backward scatters into the touched weight rows only.
 * ``GaussianHead``: mean and log-variance heads (one fused matmul); the log-variance is clipped
   by a hardtanh (authors: [-12, 4]).
 

@@ -97,14 +97,21 @@ def evaluate_part(model, part: EvalPart, *, metrics, batch_size: int, dense: boo
     EvaluationResult
         Concatenated over the blocks (per-user values in row order).
     """
-    from ..metrics import EvaluationResult, evaluate
+    from ..metrics import EvaluationResult, evaluate, parse_metrics
 
+    specs = parse_metrics(tuple(metrics))
     results = []
     for start, stop, scores in score_blocks(model, part.fold_in, batch_size=batch_size,
                                             dense=dense):
-        results.append(evaluate(scores, part.heldout_dev.rows(start, stop),
-                                exclude=part.fold_in_dev.rows(start, stop),
-                                metrics=tuple(metrics)))
+        heldout = part.heldout_dev.rows(start, stop)
+        if heldout.nnz == 0:  # a block of users without targets: all skipped (NaN), no error
+            nan = np.full(stop - start, np.nan)
+            results.append(EvaluationResult(metrics=specs, per_user={str(s): nan.copy()
+                                                                     for s in specs},
+                                            n_heldout=np.zeros(stop - start, np.int64)))
+            continue
+        results.append(evaluate(scores, heldout, exclude=part.fold_in_dev.rows(start, stop),
+                                metrics=specs))
     return EvaluationResult.concat(results)
 
 
@@ -141,6 +148,13 @@ class Trainer:
                 if getattr(cfg, flag):
                     raise ValueError(f"{flag} needs a CUDA device, got device="
                                      f"'{self.device.type}'; drop --{flag} on the CPU")
+        from ..metrics import parse_metrics
+
+        for spec in parse_metrics((cfg.val_metric, *cfg.test_metrics)):
+            if spec.k > data.n_items:
+                raise ValueError(f"metric {spec} needs at least {spec.k} items, the dataset has "
+                                 f"{data.n_items}; choose smaller cut-offs (val_metric, "
+                                 f"test_metrics)")
         n_train = int(data.train.shape[0])
         if cfg.batch_size > n_train:
             raise ValueError(f"batch_size={cfg.batch_size} is larger than the number of training "

@@ -1,0 +1,328 @@
+"""The torch path of :func:`evcf_fast.metrics.evaluate`: masked top-K and metrics on the device.
+
+Same definitions as :mod:`evcf_fast.metrics` (Liang et al., WWW 2018; vae_cf semantics), for
+score tensors on a GPU, inside training loops, or forced on the CPU with ``backend="torch"``.
+
+How the tie rule (equal scores: the lower item index ranks first) is made exact. ``torch.topk``
+returns the K largest values, but when several items tie at the K-th value it keeps an
+unspecified subset of them, and its order among equal values is unspecified too. So, per block:
+
+1. excluded items (and NaN under ``nan_policy="neg_inf"``) are set to -inf and ``torch.topk``
+   takes the K largest;
+2. a row is recomputed exactly when its K-th value v is shared by more items than fit (more than
+   K items score >= v) or when v is -inf (then excluded items and genuine -inf items, which must
+   rank before them, look alike): the winners are every item scoring above v plus the
+   lowest-index non-excluded items scoring exactly v, found with a cumulative count;
+3. the K winners are sorted by item index, then stably by score (descending).
+
+So every row is exact, on every device; detecting step 2 costs one comparison pass over the
+block. There is no remaining case where the torch and Numba paths may rank differently; the
+float64 metric sums may differ in the last bits because the reductions add in another order.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from .metrics import METRICS
+
+NDCG, RECALL, PRECISION, HITRATE, MRR, MAP = (METRICS[name].code for name in (
+    "ndcg", "recall", "precision", "hitrate", "mrr", "map"))
+
+# the torch path works on blocks of at most this many scores (a few bytes of temporaries each)
+_BLOCK_SCORES = 1 << 26
+
+
+class DeviceCSR:
+    """The row structure of a CSR matrix on a torch device, uploaded once.
+
+    ``crow`` (int64, n_rows + 1, starting at 0) and ``col`` (int32 or int64, sorted within rows)
+    are tensors on ``device``; values are not kept (binary relevance). A training loop builds
+    one per evaluation part and slices row blocks with :meth:`rows`, which costs no transfer.
+
+    Use :meth:`from_scipy` to build one.
+    """
+
+    __slots__ = ("crow", "col", "shape", "_crow_host")
+
+    def __init__(self, crow: torch.Tensor, col: torch.Tensor, shape: tuple[int, int],
+                 crow_host: np.ndarray):
+        self.crow = crow
+        self.col = col
+        self.shape = (int(shape[0]), int(shape[1]))
+        self._crow_host = crow_host  # host copy of crow: slicing never waits for the device
+
+    @classmethod
+    def from_scipy(cls, csr, device="cpu") -> DeviceCSR:
+        """Upload a scipy CSR matrix/array (sorted, duplicate-free rows) to ``device``.
+
+        Raises
+        ------
+        TypeError
+            Not a scipy sparse CSR, or index arrays that are not int32/int64.
+        ValueError
+            Unsorted or duplicate column indices, or indices outside the matrix.
+        """
+        from .metrics import _check_csr
+
+        if not sp.issparse(csr):
+            raise TypeError(f"csr must be a scipy.sparse CSR matrix/array, got "
+                            f"{type(csr).__name__}")
+        host = _check_csr(csr, name="csr", shape=tuple(csr.shape))
+        crow = host.indptr - host.indptr[0]
+        col = host.indices[host.indptr[0]:host.indptr[-1]]
+        device = torch.device(device)
+        return cls(torch.from_numpy(np.ascontiguousarray(crow)).to(device),
+                   torch.from_numpy(np.ascontiguousarray(col)).to(device), csr.shape,
+                   np.ascontiguousarray(crow))
+
+    @property
+    def device(self) -> torch.device:
+        return self.crow.device
+
+    @property
+    def nnz(self) -> int:
+        return int(self._crow_host[-1])
+
+    def __repr__(self) -> str:
+        return (f"DeviceCSR(shape={self.shape}, nnz={self.nnz}, device={self.device}, "
+                f"col_dtype={self.col.dtype})")
+
+    def rows(self, start: int, stop: int) -> DeviceCSR:
+        """Rows [start, stop) as a DeviceCSR that shares this one's column tensor."""
+        n = self.shape[0]
+        if not 0 <= start <= stop <= n:
+            raise ValueError(f"row block [{start}, {stop}) is outside [0, {n}]")
+        lo, hi = int(self._crow_host[start]), int(self._crow_host[stop])
+        crow_host = self._crow_host[start:stop + 1] - lo
+        crow = self.crow[start:stop + 1] - lo
+        return DeviceCSR(crow, self.col[lo:hi], (stop - start, self.shape[1]), crow_host)
+
+    def counts(self) -> torch.Tensor:
+        """Stored entries per row (int64, on the device)."""
+        return self.crow[1:] - self.crow[:-1]
+
+    def row_indices(self) -> torch.Tensor:
+        """The row of every stored entry (int64, length nnz, on the device)."""
+        return torch.repeat_interleave(torch.arange(self.shape[0], device=self.device),
+                                       self.counts(), output_size=self.nnz)
+
+    def to_dense_mask(self) -> torch.Tensor:
+        """A bool tensor of the matrix's shape, True at stored entries."""
+        mask = torch.zeros(self.shape, dtype=torch.bool, device=self.device)
+        if self.nnz:
+            mask[self.row_indices(), self.col.long()] = True
+        return mask
+
+
+def _as_device_csr(x, *, name: str, shape: tuple[int, int], device) -> DeviceCSR:
+    if isinstance(x, DeviceCSR):
+        if x.device != device:
+            raise ValueError(f"{name} is a DeviceCSR on {x.device} but the scores are on "
+                             f"{device}; build it with DeviceCSR.from_scipy(..., {str(device)!r})")
+        if x.shape != shape:
+            raise ValueError(f"{name} has shape {x.shape}, expected {shape} to match scores")
+        return x
+    if not sp.issparse(x):
+        raise TypeError(f"{name} must be a scipy.sparse CSR matrix/array or a DeviceCSR, got "
+                        f"{type(x).__name__}")
+    if x.format != "csr":
+        raise TypeError(f"{name} is {x.format.upper()}, expected CSR; convert it once with "
+                        f"{name}.tocsr() before evaluating")
+    if tuple(x.shape) != shape:
+        raise ValueError(f"{name} has shape {tuple(x.shape)}, expected {shape} to match scores")
+    return DeviceCSR.from_scipy(x, device)
+
+
+def _tensor_blocks(scores):
+    """(shape, device, iterator factory) for a tensor or for host scores (array, path, memmap)."""
+    from .metrics import _host_scores
+
+    if isinstance(scores, torch.Tensor):
+        if scores.ndim != 2:
+            raise ValueError(f"scores must be 2-D (n_users, n_items), got shape "
+                             f"{tuple(scores.shape)}")
+        if not scores.is_floating_point():
+            raise TypeError(f"scores must be a floating-point tensor, got {scores.dtype}")
+        if scores.shape[0] == 0 or scores.shape[1] == 0:
+            raise ValueError(f"scores is empty: shape {tuple(scores.shape)}")
+        scores = scores.detach()
+
+        def block(start, stop):
+            return _Plain(scores[start:stop])
+
+        return tuple(scores.shape), scores.device, block
+    blocks = _host_scores(scores)
+
+    def host_block(start, stop):
+        return _FromHost(blocks, start, stop)
+
+    return blocks.shape, torch.device("cpu"), host_block
+
+
+class _Plain:
+    def __init__(self, t):
+        self.t = t
+
+    def __enter__(self):
+        return self.t
+
+    def __exit__(self, *exc):
+        return False
+
+
+class _FromHost:
+    """A host block as a CPU tensor without a copy (file chunks are read-only; never written)."""
+
+    def __init__(self, blocks, start, stop):
+        self.cm = blocks.block(start, stop)
+
+    def __enter__(self):
+        arr = self.cm.__enter__()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "non-writable array": we only read
+            return torch.from_numpy(arr)
+
+    def __exit__(self, *exc):
+        return self.cm.__exit__(*exc)
+
+
+def evaluate_torch(scores, heldout, *, exclude, specs, recall_mode: int, nan_policy: str,
+                   batch_size: int | None, progress: bool):
+    """Per-user metric arrays and held-out counts (the engine of ``evaluate(backend="torch")``).
+
+    Returns ``(per_user, n_heldout)`` like the Numba path; see :func:`evcf_fast.metrics.evaluate`
+    for the parameters and errors.
+    """
+    from ._progress import progress as bar
+    from .metrics import _check_ks, _nan_error, _tables
+
+    shape, device, block = _tensor_blocks(scores)
+    n_rows, n_items = shape
+    ho = _as_device_csr(heldout, name="heldout", shape=shape, device=device)
+    ex = None if exclude is None else _as_device_csr(exclude, name="exclude", shape=shape,
+                                                     device=device)
+    _check_ks(specs, n_items)
+    if ho.nnz == 0:
+        raise ValueError("heldout has no items: every user would be skipped")
+    ks = [s.k for s in specs]
+    codes = [METRICS[s.name].code for s in specs]
+    k_top = min(max(ks), n_items)
+    discount, idcg = (torch.from_numpy(t).to(device) for t in _tables(k_top))
+    step = batch_size or max(1, _BLOCK_SCORES // n_items)
+    outs, nans = [], []
+    with bar(total=n_rows, desc="evaluate", unit="user", enabled=progress) as pbar:
+        for start in range(0, n_rows, step):
+            stop = min(start + step, n_rows)
+            with block(start, stop) as x:
+                out, nan_rows = _block_metrics(
+                    x, None if ex is None else ex.rows(start, stop), ho.rows(start, stop),
+                    k_top, ks, codes, recall_mode, discount, idcg)
+            outs.append(out.cpu())
+            nans.append(nan_rows.cpu())
+            pbar.update(stop - start)
+    out = torch.cat(outs).numpy()
+    nan_rows = torch.cat(nans).numpy()
+    n_nan = int(nan_rows.sum())
+    if n_nan and nan_policy == "raise":
+        raise _nan_error(n_nan, n_rows, int(np.argmax(nan_rows)))
+    per_user = {str(s): np.ascontiguousarray(out[:, q]) for q, s in enumerate(specs)}
+    return per_user, np.diff(ho._crow_host).astype(np.int64)
+
+
+def masked_topk_torch(xm: torch.Tensor, ex: DeviceCSR | None, k: int):
+    """Exact masked top-k of a block: (items, valid), each (B, k), best first, tie rule applied.
+
+    ``xm`` holds the scores with excluded items (and NaN) already set to -inf; ``ex`` is the
+    block's exclude structure (or None). ``items`` is int64; where ``valid`` is false (fewer
+    than k non-excluded items) it holds n_items.
+    """
+    n_rows, n = xm.shape
+    dev = xm.device
+    # one more than k: a tie between the k-th and the (k+1)-th value crosses the cut
+    vals, idx = torch.topk(xm, min(k + 1, n), dim=1)
+    v = vals[:, k - 1]
+    fix = v == -math.inf  # excluded items hide among -inf values
+    if vals.shape[1] > k:
+        fix |= vals[:, k] == v
+    idx = idx[:, :k]
+    if bool(fix.any()):
+        rows = fix.nonzero().squeeze(1)
+        xr, vr = xm[rows], v[rows, None]
+        gt = xr > vr
+        eq = xr == vr
+        n_avail = torch.full((rows.shape[0],), n, dtype=torch.int64, device=dev)
+        if ex is not None and ex.nnz:
+            excl = ex.to_dense_mask()[rows]
+            eq &= ~excl
+            n_avail -= ex.counts()[rows]
+        need = torch.clamp(torch.clamp(n_avail, max=k) - gt.sum(1), min=0)
+        sel = gt | (eq & (eq.cumsum(1) <= need[:, None]))
+        pos = torch.arange(n, device=dev)
+        key = torch.where(sel, n - pos, torch.zeros((), dtype=pos.dtype, device=dev))
+        kv = torch.topk(key, k, dim=1).values  # selected items, lowest index first, 0 = none
+        idx = idx.clone()
+        idx[rows] = torch.where(kv > 0, n - kv, torch.full_like(kv, n))
+    # order: by index, then stably by score descending (the padding n sorts last in both)
+    idx = torch.sort(idx, dim=1).values
+    valid = idx < n
+    s = xm.gather(1, idx.clamp(max=n - 1)).masked_fill(~valid, -math.inf)
+    order = torch.sort(s, dim=1, descending=True, stable=True).indices
+    idx = idx.gather(1, order)
+    return idx, idx < n
+
+
+def _contains(csr: DeviceCSR, items: torch.Tensor) -> torch.Tensor:
+    """Bool (B, k): whether items[b, j] is stored in row b of ``csr`` (binary search)."""
+    n = csr.shape[1]
+    b = torch.arange(items.shape[0], device=items.device)[:, None]
+    query = (b * n + items.clamp(max=n - 1)).reshape(-1)
+    if csr.nnz == 0:
+        return torch.zeros(items.shape, dtype=torch.bool, device=items.device)
+    # rows ascending and columns sorted within rows: the keys row * n + col are sorted
+    keys = csr.row_indices() * n + csr.col.long()
+    pos = torch.searchsorted(keys, query).clamp(max=csr.nnz - 1)
+    return (keys[pos] == query).reshape(items.shape)
+
+
+def _block_metrics(x, ex: DeviceCSR | None, ho: DeviceCSR, k_top, ks, codes, recall_mode,
+                   discount, idcg):
+    """Metrics (B, len(ks)) float64 and NaN-row flags (B,) of one block of scores."""
+    xm = x.clone()
+    if ex is not None and ex.nnz:
+        xm[ex.row_indices(), ex.col.long()] = -math.inf
+    nan = torch.isnan(xm)  # NaN at excluded items is already gone
+    nan_rows = nan.any(1)
+    if bool(nan_rows.any()):
+        xm.masked_fill_(nan, -math.inf)  # NaN ranks as -inf (the caller raises if it must)
+    del nan
+    items, valid = masked_topk_torch(xm, ex, k_top)
+    hits = (_contains(ho, items) & valid).to(torch.float64)
+    n_ho = ho.counts().to(torch.float64)
+    ranks = torch.arange(1, k_top + 1, device=x.device, dtype=torch.float64)
+    out = torch.empty((x.shape[0], len(ks)), dtype=torch.float64, device=x.device)
+    for q, (k, code) in enumerate(zip(ks, codes)):
+        h = hits[:, :min(k, k_top)]
+        n_hits = h.sum(1)
+        cut = torch.clamp(n_ho, max=k)
+        if code == NDCG:
+            idx = torch.clamp(cut.long(), min=1) - 1
+            val = (h * discount[:h.shape[1]]).sum(1) / idcg[idx]
+        elif code == RECALL:
+            val = n_hits / (cut if recall_mode == 0 else n_ho)
+        elif code == PRECISION:
+            val = n_hits / k
+        elif code == HITRATE:
+            val = (n_hits > 0).to(torch.float64)
+        elif code == MRR:
+            first = h.argmax(1).to(torch.float64) + 1.0
+            val = torch.where(n_hits > 0, 1.0 / first, torch.zeros_like(first))
+        else:  # MAP
+            val = (h.cumsum(1) / ranks[:h.shape[1]] * h).sum(1) / cut
+        out[:, q] = torch.where(n_ho > 0, val, torch.full_like(val, math.nan))
+    return out, nan_rows
