@@ -13,6 +13,12 @@ import tempfile
 from pathlib import Path
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike, *, overwrite: bool = False):
     """Yield a temporary directory that becomes ``path`` when the block ends without error.
@@ -25,6 +31,7 @@ def atomic_dir(path: str | os.PathLike, *, overwrite: bool = False):
                               f"(--overwrite) to replace it")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp is owner-only; the result should not be
     try:
         yield tmp
     except BaseException:
@@ -45,10 +52,12 @@ def atomic_file(path: str | os.PathLike, *, overwrite: bool = True):
     """Yield a temporary file path in the same directory; it replaces ``path`` on success."""
     path = Path(path)
     if path.exists() and not overwrite:
-        raise FileExistsError(f"output file {str(path)!r} already exists; pass overwrite to replace it")
+        raise FileExistsError(f"output file {str(path)!r} already exists; pass overwrite to "
+                              f"replace it")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp is owner-only; the result should not be
     try:
         yield Path(tmp)
     except BaseException:

@@ -55,7 +55,7 @@ import scipy.sparse as sp
 # DeviceCSR (evcf_fast.metrics_torch) is also importable from here, lazily: see __getattr__
 __all__ = [
     "METRICS", "MetricSpec", "parse_metrics", "EvaluationResult", "evaluate", "evaluate_topk",
-    "topk", "numba_threads",
+    "topk", "numba_threads", "warmup",
 ]
 
 RECALL_DENOMINATORS = ("min", "heldout")
@@ -646,6 +646,7 @@ def _evaluate_numba(blocks: _ScoreBlocks, heldout, exclude, specs, *, recall_mod
                 ranking.topk_metrics(block, ex_ptr, ex_idx, ho_ptr, ho_idx, ks, codes,
                                      recall_mode, discount, idcg, out[start:stop],
                                      nan_rows[start:stop])
+                del block  # lets a file chunk be unmapped on exit
             pbar.update(stop - start)
     n_nan = int(nan_rows.sum())
     if n_nan and nan_policy == "raise":
@@ -695,6 +696,7 @@ def topk(scores, *, k: int, exclude=None, nan_policy: str = "raise",
             with blocks.block(start, stop) as block:
                 ranking.masked_topk(block, ex_ptr, ex_idx, int(k), out[start:stop],
                                     nan_rows[start:stop])
+                del block  # lets a file chunk be unmapped on exit
     n_nan = int(nan_rows.sum())
     if n_nan and nan_policy == "raise":
         raise _nan_error(n_nan, n_rows, int(np.argmax(nan_rows)))
@@ -771,3 +773,30 @@ def evaluate_topk(topk, heldout, *, exclude=None,
     per_user = {str(s): np.ascontiguousarray(out[:, q]) for q, s in enumerate(specs)}
     return EvaluationResult(metrics=specs, per_user=per_user, n_heldout=ho.counts(),
                             recall_denominator=recall_denominator)
+
+
+def warmup() -> None:
+    """Compile (or load from Numba's cache) the kernels for the common argument types.
+
+    Call it once where compilation time is cheap (an image build, a job's setup): with
+    ``cache=True`` the machine code is written next to the package (or to Numba's user cache),
+    so later processes load it instead of compiling. Covers float32 and float64 scores, in
+    memory and read-only (memory-mapped files), with int32 or int64 CSR indices.
+    """
+    for dtype in (np.float32, np.float64):
+        for index_dtype in (np.int32, np.int64):
+            held = sp.csr_matrix((np.ones(2), np.array([0, 1]), np.array([0, 1, 2])),
+                                 shape=(2, 3))
+            held.indices = held.indices.astype(index_dtype)
+            held.indptr = held.indptr.astype(np.int64)
+            scores = np.zeros((2, 3), dtype)
+            for s in (scores, _read_only(scores)):
+                evaluate(s, held, exclude=held, metrics=("ndcg@1",))
+                topk(s, k=1, exclude=held)
+            evaluate_topk(np.zeros((2, 1), np.int64), held, exclude=held, metrics=("ndcg@1",))
+
+
+def _read_only(a: np.ndarray) -> np.ndarray:
+    view = a.view()
+    view.setflags(write=False)
+    return view

@@ -6,6 +6,7 @@ Examples::
     evcf evaluate --scores scores.npy --split data/ml20m --metrics ndcg@100 recall@20 recall@50 \\
         --json test.json --per-user test_users.parquet
     evcf evaluate --topk recs.parquet --split data/ml20m --metrics ndcg@10,recall@10
+    evcf evaluate --run runs/hvamp --part test
 
 The score matrix holds the part's users in row order (row u = user u of ``--part``) and the
 dataset's items in column order; it is read in chunks, so it may be larger than memory. A top-K
@@ -33,14 +34,19 @@ def register(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n" + "\n".join(
             line for line in __doc__.splitlines() if line.startswith("    ")))
-    # the source of the rankings: --run (scoring a trained model) joins this group later
+    # the source of the rankings
     source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--run", metavar="RUN_DIR",
+                        help="a run directory of `evcf train`: score its best checkpoint on the "
+                             "part's fold-in rows (--split defaults to the run's dataset)")
     source.add_argument("--scores", metavar="S.npy",
                         help="score matrix, float32/float64, shape (users of the part, n_items)")
     source.add_argument("--topk", metavar="FILE.parquet",
                         help="top-K lists: columns user, item, and rank or score")
-    p.add_argument("--split", required=True, metavar="DIR",
-                   help="dataset directory written by `evcf prepare`")
+    p.add_argument("--split", metavar="DIR",
+                   help="dataset directory written by `evcf prepare` (required unless --run)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu",
+                   help="where --run scores the model (default: cpu)")
     p.add_argument("--part", choices=("test", "validation"), default="test",
                    help="which held-out part (default: test)")
     p.add_argument("--metrics", nargs="+", default=list(DEFAULT_METRICS), metavar="M@K",
@@ -67,6 +73,9 @@ def _metric_args(values: list[str]) -> tuple[str, ...]:
 def _load_part(args):
     from .data.dataset import SplitDataset
 
+    if args.split is None:
+        raise ValueError("--split DIR is required (a dataset directory written by `evcf "
+                         "prepare`), unless the scores come from --run")
     ds = SplitDataset.load(args.split)
     fold_in, heldout = ds.part(args.part)
     user_ids = getattr(ds, f"{args.part}_user_ids", None)
@@ -81,6 +90,11 @@ def _scores_from_args(args):
     """
     import numpy as np
 
+    if getattr(args, "run", None) is not None:
+        from .train.inference import part_scores, run_data_dir
+
+        args.split = run_data_dir(args.run, args.split)  # the run's dataset unless --split
+        return part_scores(args.run, part=args.part, data=args.split, device=args.device)
     fold_in, heldout, _ = _load_part(args)
     try:
         shape = np.load(args.scores, mmap_mode="r", allow_pickle=False).shape
@@ -169,7 +183,8 @@ def cmd_evaluate(args) -> int:
                           batch_size=args.batch_size, n_threads=args.threads,
                           progress=not args.quiet)
         user_ids = _load_part(args)[2]
-        source = {"scores": str(scores)}
+        source = ({"run": str(args.run)} if getattr(args, "run", None) is not None
+                  else {"scores": str(scores)})
     print(result.table())
     if args.json:
         summary = {**result.to_dict(), **source, "split": str(args.split), "part": args.part}

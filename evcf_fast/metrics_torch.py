@@ -183,10 +183,9 @@ class _FromHost:
         self.cm = blocks.block(start, stop)
 
     def __enter__(self):
-        arr = self.cm.__enter__()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # "non-writable array": we only read
-            return torch.from_numpy(arr)
+            return torch.from_numpy(self.cm.__enter__())
 
     def __exit__(self, *exc):
         return self.cm.__exit__(*exc)
@@ -223,6 +222,7 @@ def evaluate_torch(scores, heldout, *, exclude, specs, recall_mode: int, nan_pol
                 out, nan_rows = _block_metrics(
                     x, None if ex is None else ex.rows(start, stop), ho.rows(start, stop),
                     k_top, ks, codes, recall_mode, discount, idcg)
+                del x  # lets a file chunk be unmapped on exit
             outs.append(out.cpu())
             nans.append(nan_rows.cpu())
             pbar.update(stop - start)

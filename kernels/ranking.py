@@ -32,15 +32,24 @@ Definitions (binary relevance, ranks 1..k, ``n_ho`` = the row's held-out count):
 * rows with no held-out items get NaN in every metric; the caller drops them from means.
 
 Algorithm of :func:`topk_metrics`, per row, without sorting or copying the row and without a
-mask. A sample of the row (runs of consecutive items spread over it) gives a threshold that
-about ``_OVERSHOOT * K`` scores exceed. One pass over the row then turns each block of
-``_BLOCK`` scores into a bit mask with one vectorised comparison and visits only the set bits:
-survivors that are not excluded (the sorted exclude list is walked with a pointer) go to a
-candidate buffer. Every item left out of the buffer is beaten by at least K candidates, so the
-rank of a held-out item is 1 + the number of candidates that beat it: the top-K list is never
-selected or sorted. If the sample was unlucky (fewer than K survivors) the row, now in cache, is
-scanned again with a lower threshold and finally with none, so the result is exact either way.
-If the buffer fills, a quickselect keeps the best K and raises the threshold.
+dense mask:
+
+1. threshold: the maxima of 64 runs of 16 consecutive scores spread over the row (fetched
+   ahead, while the previous row is processed) give a threshold that about ``_OVERSHOOT * K``
+   scores beat;
+2. pass 1 streams the row once, branch-free and vectorised: one bit per score that beats the
+   threshold (or is NaN), 64 bits per word; the bits of the excluded items are then cleared
+   (the exclude list is never searched per item);
+3. pass 2 visits only the set bits, on the row now in cache, and appends those scores to a
+   candidate buffer (if it fills up, a quickselect keeps the best K and raises the threshold);
+   meanwhile the next row is prefetched, so that its pass 1 finds it in cache;
+4. every item left out of the buffer is beaten by at least K candidates, so the rank of a
+   held-out item is 1 + the number of candidates that beat it: the top-K list itself is never
+   selected or sorted. If the sample was unlucky (fewer than K candidates) the row, now in
+   cache, is scanned again with a lower threshold and finally with none: exact either way.
+
+The parallel drivers split the rows into tasks of ``_ROWS_PER_TASK`` (``prange``); each row's
+result depends on that row alone, so results are identical for any block size or thread count.
 """
 
 import numba as nb
@@ -59,11 +68,11 @@ HITRATE = 3
 MRR = 4
 MAP = 5
 
-_BLOCK = 64  # scores tested per vectorised pass (one bit each in a uint64 mask)
+_BLOCK = 64  # scores per mask word (one bit each in a uint64; `>> 6` below assumes 64)
 _SAMPLE_RUNS = 64  # the sample that sets the first threshold: runs spread over the row ...
 _SAMPLE_RUN = 16  # ... of this many consecutive items (a multiple of 4)
 _SAMPLE = _SAMPLE_RUNS * _SAMPLE_RUN
-_OVERSHOOT = 2.0  # the sampled threshold aims at about _OVERSHOOT * K survivors ...
+_OVERSHOOT = 1.5  # the sampled threshold aims at about _OVERSHOOT * K survivors ...
 _FALLBACK = 3  # ... and the fallback threshold at _FALLBACK times as many
 _PREFETCH_LINES = 8  # cache lines of the next row requested per non-zero mask word
 _ROWS_PER_TASK = 16  # rows per parallel task: scratch buffers are allocated once per task

@@ -17,7 +17,7 @@ import scipy.sparse as sp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from evcf_fast.data import _kernels as K
+from evcf_fast.kernels import split as K
 from evcf_fast.data.pipeline import prepare
 from evcf_fast.data.split import (
     factorize,

@@ -216,3 +216,39 @@ def test_overrides_win_and_unknown_keys_fail():
     with pytest.raises(ValueError, match="does not match the dataset's 10 items"):
         resolve(n_items=10, preset="evcf-baseline", overrides={"n_items": 11})
     assert split_overrides({"lr": 1.0, "dropout": 0.1}) == ({"dropout": 0.1}, {"lr": 1.0})
+
+
+# -- evcf evaluate --run ------------------------------------------------------------------------
+
+def test_evaluate_run_matches_training_summary(run_dir, data_dir, tmp_path, capsys):
+    """Scoring the best checkpoint again reproduces test.json and the best validation metric."""
+    out = tmp_path / "t.json"
+    assert main(["evaluate", "--run", str(run_dir), "--metrics", "ndcg@100,recall@50",
+                 "--quiet", "--json", str(out)]) == 0
+    got = json.loads(out.read_text())
+    test = json.loads((run_dir / "test.json").read_text())
+    for m in ("ndcg@100", "recall@50"):
+        assert got["metrics"][m]["mean"] == pytest.approx(test["metrics"][m]["mean"], abs=1e-12)
+    assert got["run"] == str(run_dir) and got["split"] == str(data_dir.resolve())
+    assert main(["evaluate", "--run", str(run_dir), "--part", "validation", "--metrics",
+                 "ndcg@100", "--split", str(data_dir), "--quiet", "--json", str(out)]) == 0
+    best = ckpt.load_checkpoint(run_dir / "best.pt")["metric"]["ndcg@100"]
+    assert json.loads(out.read_text())["metrics"]["ndcg@100"]["mean"] == \
+        pytest.approx(best, abs=1e-12)
+    capsys.readouterr()
+
+
+def test_evaluate_run_errors(run_dir, tmp_path, capsys):
+    assert main(["evaluate", "--run", str(tmp_path), "--quiet"]) == 2
+    assert "a run directory written by `evcf train`" in capsys.readouterr().err
+    other = clustered_split(n_items=130, seed=5)
+    ds = SplitDataset(train=other.train, validation_fold_in=other.validation[0],
+                      validation_heldout=other.validation[1], test_fold_in=other.test[0],
+                      test_heldout=other.test[1], item_ids=np.arange(130),
+                      train_user_ids=np.arange(240), validation_user_ids=np.arange(40) + 300,
+                      test_user_ids=np.arange(40) + 400, meta={})
+    wrong = ds.save(tmp_path / "other")
+    assert main(["evaluate", "--run", str(run_dir), "--split", str(wrong), "--quiet"]) == 2
+    assert "checkpoint was written for another dataset" in capsys.readouterr().err
+    assert main(["evaluate", "--scores", "x.npy", "--quiet"]) == 2
+    assert "--split DIR is required" in capsys.readouterr().err

@@ -3,7 +3,10 @@
 For every benchmark present in both runs we report ``median(candidate) / median(baseline)`` with
 a percentile-bootstrap interval over the stored rounds, and the same ratio divided by the run
 pair's calibration ratio (geometric mean over the ``"calibration"`` group, see
-:mod:`evcf_fast.benchtools.calibration`), so that a uniformly slower machine cancels. A tracked
+:mod:`evcf_fast.benchtools.calibration`), so that a uniformly slower machine cancels. The
+normalised interval comes from a two-level bootstrap (Davison & Hinkley, *Bootstrap Methods and
+their Application*, 1997, section 3.8): each replicate draws the calibration workloads with
+replacement and then their rounds, so workloads that disagree widen it. A tracked
 benchmark *regresses* when the lower bound of its judged ratio (normalised, unless calibration is
 off or missing) exceeds ``1 + threshold``: slower by more than the threshold, beyond the noise of
 the rounds. This replaces the fixed wall-clock limits of peers (Microsoft Recommenders'
@@ -77,6 +80,13 @@ def _replicates(cand: BenchmarkResult, base: BenchmarkResult, *, n_boot: int,
     return ratio_replicates(cand.data, base.data, n_boot=n_boot, seed=rng)
 
 
+def _two_level_geomean(reps: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Geometric means of ``reps`` (workloads x replicates), workloads resampled per replicate."""
+    k, n_boot = reps.shape
+    pick = rng.integers(0, k, size=(k, n_boot))
+    return geometric_mean(reps[pick, np.arange(n_boot)], axis=0)
+
+
 def _ci(point: float, reps: np.ndarray | None, confidence: float) -> RatioCI:
     if reps is None:
         return RatioCI(ratio=point, low=float("nan"), high=float("nan"))
@@ -139,7 +149,10 @@ def compare_runs(baseline: BenchmarkRun, candidate: BenchmarkRun, *, threshold: 
         warnings.append(f"the runs come from different machines ({baseline.machine!r} vs "
                         f"{candidate.machine!r}): trust the normalised ratios only")
 
-    # Calibration: geometric mean of the workloads' ratios, replicate by replicate.
+    # Calibration: geometric mean of the workloads' ratios, replicate by replicate. Each
+    # replicate also resamples WHICH workloads enter the mean (a two-level bootstrap): when the
+    # workloads disagree (a neighbour loaded memory but not the FPU) the machine factor is
+    # uncertain, and the normalised intervals widen instead of inventing regressions.
     cal_names = [n for n in common if candidate.benchmarks[n].role == "calibration"]
     calibration, cal_reps, cal_parts = None, None, {}
     if calibrate and cal_names:
@@ -151,7 +164,7 @@ def compare_runs(baseline: BenchmarkRun, candidate: BenchmarkRun, *, threshold: 
             r = _replicates(c, b, n_boot=n_boot, rng=rng)
             have_data &= r is not None
             reps.append(r)
-        cal_reps = geometric_mean(np.stack(reps)) if have_data else None
+        cal_reps = _two_level_geomean(np.stack(reps), rng) if have_data else None
         calibration = _ci(float(geometric_mean(points)), cal_reps, confidence)
     elif calibrate:
         warnings.append("no calibration benchmarks in both runs: ratios are not normalised "

@@ -192,7 +192,6 @@ class SplitDataset:
                         allow_pickle=False)
             # meta.json last: a directory with a meta.json is complete by construction
             (tmp / "meta.json").write_text(json.dumps(meta, indent=2, default=_json_default))
-            public_permissions(tmp)
         return path
 
     @classmethod
@@ -255,18 +254,6 @@ class SplitDataset:
             return cls(**arrays, meta=meta)
         except (TypeError, ValueError) as exc:
             raise IncompatibleDatasetError(f"{str(path)!r} is corrupt: {exc}") from None
-
-
-def public_permissions(path: Path) -> None:
-    """Give a finished output the usual umask permissions (temporary files are owner-only)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    if path.is_dir():
-        os.chmod(path, 0o777 & ~umask)
-        for f in path.rglob("*"):
-            os.chmod(f, (0o777 if f.is_dir() else 0o666) & ~umask)
-    else:
-        os.chmod(path, 0o666 & ~umask)
 
 
 def _load_array(file: Path, mode):

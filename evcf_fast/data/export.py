@@ -18,7 +18,7 @@ import polars as pl
 
 from .._io import atomic_dir
 from .._progress import progress as _progress
-from .dataset import SplitDataset, public_permissions
+from .dataset import SplitDataset
 
 FILES = {"train.csv": "train", "validation_tr.csv": "validation_fold_in",
          "validation_te.csv": "validation_heldout", "test_tr.csv": "test_fold_in",
@@ -48,7 +48,6 @@ def export_presplit(dataset: SplitDataset, out_dir: str | os.PathLike, *,
                                 np.asarray(dataset.validation_user_ids),
                                 np.asarray(dataset.test_user_ids)])
         _write_lines(tmp / "unique_uid.txt", users)
-        public_permissions(tmp)
     return Path(out_dir)
 
 

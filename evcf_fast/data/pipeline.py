@@ -57,7 +57,8 @@ def prepare(paths, out_dir: str | os.PathLike | None = None, *, n_heldout: int |
     progress : bool
         Progress bars on stderr.
     hash_sources : bool
-        Record the sha256 of every input file in the metadata (computed while parsing).
+        Record the sha256 of every input file in the metadata (computed on a thread while
+        the split runs).
     name : str, optional
         Dataset name for the metadata (default: ``out_dir``'s name or the first input's).
 

@@ -619,7 +619,7 @@ def read_presplit(directory: str | os.PathLike):
     ``unique_uid.txt`` (written by :func:`evcf_fast.data.export.export_presplit`) is present, it
     gives the raw user id of every uid; otherwise the user ids are the uids.
     """
-    from . import _kernels as K
+    from evcf_fast.kernels import split as K
     from .dataset import SplitDataset, make_csr
 
     d = Path(directory)

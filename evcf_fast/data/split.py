@@ -28,7 +28,7 @@ import numpy as np
 import polars as pl
 
 from .._progress import progress as _progress
-from . import _kernels as K
+from evcf_fast.kernels import split as K
 from .dataset import SplitDataset, make_csr
 
 #: A held-out user needs at least this many in-vocabulary rows to get targets (hard-coded 5 in
@@ -198,7 +198,7 @@ def legacy_heldout_draw(optr: np.ndarray, *, seed: int, fraction: float) -> np.n
 
     ``optr`` delimits each held-out user's in-vocabulary rows (users in ascending id order, rows
     in file order); returns the held-out flag of every row. Runs the compiled replay of the
-    legacy MT19937 stream (:func:`evcf_fast.data._kernels.legacy_heldout_draw`), bit-identical
+    legacy MT19937 stream (:func:`evcf_fast.kernels.split.legacy_heldout_draw`), bit-identical
     to :func:`legacy_heldout_draw_python` (tests/test_data_split.py checks both against
     ``RandomState.choice``).
     """

@@ -28,7 +28,6 @@ import numpy as np
 import polars as pl
 
 from .._io import atomic_dir, atomic_file
-from .dataset import public_permissions
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -116,7 +115,7 @@ def make_synthetic(preset: str | SyntheticPreset = "small", *, seed: int = 0,
     primary = rng.integers(0, p.n_clusters, p.n_users)
     secondary = (primary + rng.integers(1, max(2, p.n_clusters), p.n_users)) % p.n_clusters
 
-    from ._synth_kernels import sample_user_items
+    from evcf_fast.kernels.synth import sample_user_items
 
     ptr, items, liked = sample_user_items(
         n_pos.astype(np.int64), n_neg.astype(np.int64), primary.astype(np.int64),
@@ -167,7 +166,6 @@ def write_movielens(interactions: pl.DataFrame, path: str | os.PathLike, *,
         pl.col("timestamp").alias("timestamp"))
     with atomic_file(path, overwrite=overwrite) as tmp:
         df.write_csv(tmp, float_precision=1)
-        public_permissions(tmp)
     return path
 
 
@@ -193,7 +191,7 @@ def write_netflix(interactions: pl.DataFrame, out_dir: str | os.PathLike, *,
         raise ValueError(f"layout must be 'combined' or 'training_set', got {layout!r}")
     if n_files < 1:
         raise ValueError(f"n_files must be >= 1, got {n_files}")
-    from ._synth_kernels import format_netflix
+    from evcf_fast.kernels.synth import format_netflix
 
     # rows grouped by movie, original order inside a movie (a stable sort)
     df = interactions.select("user", "item", "rating", "timestamp").sort("item",
@@ -224,7 +222,6 @@ def write_netflix(interactions: pl.DataFrame, out_dir: str | os.PathLike, *,
             for g, m in enumerate(movie_ids.tolist()):
                 (tmp / "training_set" / f"mv_{m:07d}.txt").write_bytes(
                     mv[offsets[g]:offsets[g + 1]])
-        public_permissions(tmp)
     return Path(out_dir)
 
 

@@ -21,6 +21,7 @@ import dataclasses
 import json
 import math
 import random
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -489,4 +490,4 @@ def _print_epoch(record: dict, cfg: TrainConfig) -> None:
     tqdm.write(f"epoch {record['epoch']:>4}/{cfg.epochs}  beta {record['beta']:.4g}  "
                f"loss {record['loss']:.3f} (nll {record['nll']:.3f}, kl {record['kl']:.3f})  "
                f"{cfg.val_metric} {record[key]:.5f}{' *' if record['best'] else '  '}  "
-               f"{record['seconds']:.2f}s")
+               f"{record['seconds']:.2f}s", file=sys.stderr)
