@@ -439,17 +439,32 @@ def _npy_blocks(path: Path) -> _ScoreBlocks:
         del mm
 
 
+def _file_backing(a: np.ndarray) -> tuple[Path, int] | None:
+    """(file, byte offset) when ``a`` is a C-contiguous 2-D block of a read-only or shared
+    np.memmap (found through its public ``base`` chain), else None."""
+    if a.ndim != 2 or not a.flags.c_contiguous:
+        return None
+    root = a
+    while root is not None and not isinstance(root.base, mmap.mmap):
+        root = root.base if isinstance(root.base, np.ndarray) else None
+    if not isinstance(root, np.memmap) or not root.filename or root.mode not in ("r", "r+"):
+        return None  # "c" (copy-on-write) mappings may differ from the file
+    delta = a.__array_interface__["data"][0] - root.__array_interface__["data"][0]
+    return Path(root.filename), int(root.offset) + int(delta)
+
+
 def _host_scores(scores) -> _ScoreBlocks:
     """Scores for the Numba path: ndarray, np.memmap, .npy path or CPU tensor (no copies)."""
     if isinstance(scores, (str, os.PathLike)):
         return _npy_blocks(Path(scores))
-    if isinstance(scores, np.memmap) and isinstance(scores.base, mmap.mmap) \
-            and scores.filename and scores.mode in ("r", "r+") and scores.flags.c_contiguous:
-        # a whole mapped file (np.load(..., mmap_mode="r")): read it through our own chunk
-        # mappings so that its pages do not accumulate in this process's RSS
+    backing = _file_backing(scores) if isinstance(scores, np.ndarray) else None
+    if backing is not None:
+        # rows of a mapped file (np.load(..., mmap_mode="r") or a row slice of it): read them
+        # through our own chunk mappings, so that their pages do not pile up in this
+        # process's RSS as they would through the caller's mapping
         _check_score_array(scores)
-        return _ScoreBlocks(path=Path(scores.filename), offset=int(scores.offset),
-                            shape=scores.shape, dtype=scores.dtype)
+        return _ScoreBlocks(path=backing[0], offset=backing[1], shape=scores.shape,
+                            dtype=scores.dtype)
     if _is_tensor(scores):
         if scores.device.type != "cpu":
             raise ValueError(f"scores are on {scores.device}; the numba backend needs host "

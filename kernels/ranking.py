@@ -94,6 +94,16 @@ def _cttz(typingctx, x):
 
 
 @intrinsic
+def _ctpop(typingctx, x):
+    """Count set bits (LLVM ``ctpop``)."""
+
+    def codegen(context, builder, signature, args):
+        return builder.ctpop(args[0])
+
+    return x(x), codegen
+
+
+@intrinsic
 def _prefetch(typingctx, arr, idx):
     """Hint the CPU to fetch ``arr[idx]`` into L2 (LLVM ``prefetch``); no effect on results."""
 
@@ -226,6 +236,44 @@ def _rth_largest(values, r, top):
 
 
 @nb.njit(inline="always", **_JIT)
+def _take_fast(row, mask, base, m, thr, k, cs, ci):
+    """Append the items base + bit of the set bits of ``mask``, the first four without branches
+    (a loop over the bits would mispredict its exit for about every word). Returns
+    (m, thr, has_nan); NaN values are appended as they are, so on has_nan the caller must redo
+    the row with :func:`_take`. Items appended after a compaction may not beat the raised
+    threshold: harmless, every appended item is a genuine non-excluded item."""
+    cap = cs.shape[0]
+    if m > cap - 4:  # keep the best k and raise the threshold to the k-th best
+        _select(cs, ci, m, k)
+        m = k
+        thr = cs[k - 1]
+    last = row.shape[0] - 1
+    c = np.int64(_ctpop(mask))
+    bad = False
+    for q in range(4):
+        t = base + np.int64(_cttz(mask))  # base + 64 once the mask is empty: not counted
+        x = np.float64(row[min(t, last)])
+        bad |= x != x
+        cs[m + q] = x
+        ci[m + q] = t
+        mask &= mask - np.uint64(1)
+    m += min(c, 4)
+    while mask:  # more than four survivors in one word: rare
+        t = base + np.int64(_cttz(mask))
+        mask &= mask - np.uint64(1)
+        x = np.float64(row[t])
+        bad |= x != x
+        cs[m] = x
+        ci[m] = t
+        m += 1
+        if m == cap:
+            _select(cs, ci, m, k)
+            m = k
+            thr = cs[k - 1]
+    return m, thr, bad
+
+
+@nb.njit(inline="always", **_JIT)
 def _take(row, mask, base, m, thr, has_nan, k, cs, ci):
     """Append the items base + bit for the set bits of ``mask`` that beat the threshold (NaN
     bits only flag the row); compact the buffer when full. Returns (m, thr, has_nan)."""
@@ -249,7 +297,7 @@ def _take(row, mask, base, m, thr, has_nan, k, cs, ci):
 
 
 @nb.njit(**_JIT)
-def _scan(row, ex, thr, have_thr, k, cs, ci, tb, masks, summ, nxt):
+def _scan(row, ex, thr, have_thr, k, cs, ci, tb, masks, summ, nxt, careful):
     """Collect candidates for the top k of the row into cs/ci; return (m, has_nan).
 
     Postcondition: every non-excluded item left out of cs/ci[:m] is beaten by at least
@@ -336,8 +384,12 @@ def _scan(row, ex, thr, have_thr, k, cs, ci, tb, masks, summ, nxt):
                 if cursor < n_next:
                     _prefetch(nxt, cursor)
                     cursor += line
-            m, thr, has_nan = _take(row, masks[w], start + w * _BLOCK, m, thr, has_nan, k, cs,
-                                    ci)
+            if careful:
+                m, thr, has_nan = _take(row, masks[w], start + w * _BLOCK, m, thr, has_nan, k,
+                                        cs, ci)
+            else:
+                m, thr, bad = _take_fast(row, masks[w], start + w * _BLOCK, m, thr, k, cs, ci)
+                has_nan |= bad
     return m, has_nan
 
 
@@ -362,15 +414,17 @@ def _candidates(row, ex, k, cs, ci, top, tb, masks, summ, nxt):
         runmax = top[:_SAMPLE_RUNS]
         _run_maxima(row, runmax)
         thr = _rth_largest(runmax, r, top[_SAMPLE_RUNS:])
-        m, has_nan = _scan(row, ex, thr, True, k_eff, cs, ci, tb, masks, summ, nxt)
+        m, has_nan = _scan(row, ex, thr, True, k_eff, cs, ci, tb, masks, summ, nxt, False)
+        if has_nan:  # NaN got into the buffer: redo the row with the careful pass
+            m, has_nan = _scan(row, ex, thr, True, k_eff, cs, ci, tb, masks, summ, nxt, True)
         if m >= k_eff:
             return k_eff, m, thr, True, has_nan
         # unlucky sample: the row is in cache now, retry lower before giving up on thresholds
         thr = _rth_largest(runmax, min(_FALLBACK * r, _SAMPLE_RUNS), top[_SAMPLE_RUNS:])
-        m, has_nan = _scan(row, ex, thr, True, k_eff, cs, ci, tb, masks, summ, nxt)
+        m, has_nan = _scan(row, ex, thr, True, k_eff, cs, ci, tb, masks, summ, nxt, True)
         if m >= k_eff:
             return k_eff, m, thr, True, has_nan
-    m, has_nan = _scan(row, ex, NEG_INF, False, k_eff, cs, ci, tb, masks, summ, nxt)
+    m, has_nan = _scan(row, ex, NEG_INF, False, k_eff, cs, ci, tb, masks, summ, nxt, True)
     return k_eff, m, NEG_INF, False, has_nan
 
 

@@ -223,7 +223,8 @@ class Trainer:
         finite = torch.isfinite(values).all(dim=1)
         means = values.mean(dim=0).tolist()  # the epoch's synchronisation point
         if not all(math.isfinite(v) for v in means):
-            bad = int((~finite).nonzero()[0, 0])
+            bad_rows = (~finite).nonzero()
+            bad = int(bad_rows[0, 0]) if bad_rows.numel() else len(batches) - 1
             raise NonFiniteLossError(
                 f"non-finite training loss at epoch {epoch}, step {first_step + bad + 1} "
                 f"(batch {bad + 1} of {len(batches)}: loss={values[bad, 0].item()}, "
