@@ -65,8 +65,6 @@ def test_shapes_and_finite_loss(case):
         scores = model.scores(xin)
         assert scores.shape == (8, D) and not scores.requires_grad
         assert torch.isfinite(scores).all()
-    if model.cfg.likelihood == "bernoulli":
-        assert ((scores > 0) & (scores < 1)).all()
 
 
 @pytest.mark.parametrize("case", MODELS, ids=ids)

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from evcf_fast.models.layers import as_rows
-from evcf_fast.models.likelihood import bernoulli_log_lik, multinomial_log_lik, scores_from_logits
+from evcf_fast.models.likelihood import bernoulli_log_lik, multinomial_log_lik
 
 pytestmark = pytest.mark.filterwarnings("ignore:Sparse CSR tensor support is in beta")
 
@@ -101,10 +101,14 @@ def test_bernoulli_float32_stays_close_to_float64():
     np.testing.assert_allclose(got, ref, rtol=1e-5)
 
 
-def test_scores_from_logits():
-    logits = torch.tensor([[0.0, 2.0]])
-    assert torch.equal(scores_from_logits(logits, "multinomial"), logits)
-    torch.testing.assert_close(scores_from_logits(logits, "bernoulli"), torch.sigmoid(logits))
+def test_bernoulli_ranking_by_logits_keeps_order_that_float32_sigmoid_loses():
+    """Models score by logits: same order as the authors' sigmoid probabilities, without the
+    float32 saturation that makes large logits tie at p == 1.0."""
+    logits = torch.tensor([[18.0, 20.0, 25.0, -3.0]])
+    assert torch.unique(torch.sigmoid(logits)[0, :3]).numel() == 1      # float32 sigmoid ties
+    by_logit = torch.argsort(logits[0], descending=True)
+    by_prob64 = torch.argsort(torch.sigmoid(logits[0].double()), descending=True)
+    assert torch.equal(by_logit, by_prob64)
 
 
 @pytest.mark.parametrize("kind", sorted(FUNCS))

@@ -256,8 +256,8 @@ def format_comparison(cmp: Comparison, *, markdown: bool = False) -> str:
         body.append([_short(r.fullname), format_time(r.baseline_median),
                      format_time(r.candidate_median), format_ratio(r.raw),
                      format_ratio(r.normalised), verdict])
-    lines = [f"baseline:  {cmp.baseline.label}  {cmp.baseline.datetime}  ({cmp.baseline.path})",
-             f"candidate: {cmp.candidate.label}  {cmp.candidate.datetime}  ({cmp.candidate.path})"]
+    lines = [f"{role + ':':<10} {run.label}  {run.datetime[:19]}  ({run.path.name})"
+             for role, run in (("baseline", cmp.baseline), ("candidate", cmp.candidate))]
     if cmp.calibration is not None:
         parts = ", ".join(f"{k} {v:.2f}" for k, v in cmp.calibration_parts.items())
         lines.append(f"calibration (candidate/baseline machine speed): "

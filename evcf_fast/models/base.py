@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from .config import ModelConfig
 from .layers import Rows, as_rows, dropout_rows, normalize_rows
-from .likelihood import LOG_LIKELIHOODS, scores_from_logits
+from .likelihood import LOG_LIKELIHOODS
 from .priors import vamp_log_prior
 
 
@@ -95,11 +95,13 @@ class BaseModel(nn.Module):
     def scores(self, x) -> Tensor:
         """Ranking scores (B, n_items) in evaluation semantics, whatever ``self.training`` says.
 
-        No dropout, every latent at its posterior mean; logits for a multinomial likelihood,
-        sigmoid probabilities for a Bernoulli one (as the authors' evaluation).
+        No dropout, every latent at its posterior mean. The scores are the decoder logits for
+        both likelihoods: the authors rank Bernoulli models by sigmoid probabilities, which is the
+        same ranking (sigmoid is strictly increasing), but float32 sigmoids saturate to exactly
+        1.0 above a logit of about 17 and would turn distinct scores into ties at the top.
         """
         logits, _ = self._forward(self._rows(x), training=False)
-        return scores_from_logits(logits, self.cfg.likelihood)
+        return logits
 
     def prepare_eval(self) -> None:
         """Cache evaluation-time constants (a no-op for models without a VampPrior)."""

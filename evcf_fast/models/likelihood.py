@@ -68,8 +68,3 @@ def bernoulli_log_lik(logits: Tensor, x: Rows) -> Tensor:
 
 
 LOG_LIKELIHOODS = {"multinomial": multinomial_log_lik, "bernoulli": bernoulli_log_lik}
-
-
-def scores_from_logits(logits: Tensor, likelihood: str) -> Tensor:
-    """Ranking scores in the authors' evaluation: logits (multinomial) or sigmoid (Bernoulli)."""
-    return torch.sigmoid(logits) if likelihood == "bernoulli" else logits
