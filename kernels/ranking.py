@@ -74,7 +74,7 @@ _SAMPLE_RUN = 16  # ... of this many consecutive items (a multiple of 4)
 _SAMPLE = _SAMPLE_RUNS * _SAMPLE_RUN
 _OVERSHOOT = 1.5  # the sampled threshold aims at about _OVERSHOOT * K survivors ...
 _FALLBACK = 3  # ... and the fallback threshold at _FALLBACK times as many
-_PREFETCH_LINES = 0  # cache lines of the next row requested per non-zero mask word
+_PREFETCH_LINES = 8  # cache lines of the next row requested per non-zero mask word
 _ROWS_PER_TASK = 16  # rows per parallel task: scratch buffers are allocated once per task
 NEG_INF = -np.inf
 
@@ -259,6 +259,10 @@ def _take_fast(row, mask, base, m, thr, k, cs, ci):
         mask &= mask - np.uint64(1)
     m += min(c, 4)
     while mask:  # more than four survivors in one word: rare
+        if m == cap:
+            _select(cs, ci, m, k)
+            m = k
+            thr = cs[k - 1]
         t = base + np.int64(_cttz(mask))
         mask &= mask - np.uint64(1)
         x = np.float64(row[t])
@@ -266,10 +270,6 @@ def _take_fast(row, mask, base, m, thr, k, cs, ci):
         cs[m] = x
         ci[m] = t
         m += 1
-        if m == cap:
-            _select(cs, ci, m, k)
-            m = k
-            thr = cs[k - 1]
     return m, thr, bad
 
 

@@ -1,7 +1,11 @@
 """Tiny clustered strong-generalization splits for the trainer tests (no data engine needed)."""
 
+import os
+
 import numpy as np
+import pytest
 import scipy.sparse as sp
+import torch
 
 from evcf_fast.train.batches import ArraySplit
 
@@ -43,3 +47,16 @@ def clustered_split(*, n_train=240, n_heldout=40, n_items=50, n_clusters=5, per_
         parts[name] = (csr_from_rows(fold_in, n_items), csr_from_rows(heldout, n_items))
     return ArraySplit(train=csr_from_rows(train, n_items), validation=parts["validation"],
                       test=parts["test"], meta={"name": "clustered", "seed": seed})
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """One intra-op thread for the tiny models of these tests: on a busy 2-core machine OpenMP
+    threads spin against each other and run several times slower (restored afterwards)."""
+    if os.environ.get("OMP_NUM_THREADS"):
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

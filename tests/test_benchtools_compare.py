@@ -174,7 +174,7 @@ def test_without_per_round_data_the_medians_decide():
                                make_run(18, save_data=False, slow={OURS: 2.0}))
     row = _row(cmp, OURS)
     assert row.verdict == "regression" and not row.normalised.has_interval
-    assert "no per-round data" in row.note
+    assert "no interval (needs >= 2 stored rounds per run" in row.note
     assert f"{row.normalised.ratio:.2f} [n/a]" in compare.format_comparison(cmp)
 
 
@@ -238,3 +238,13 @@ def test_different_machines_and_quick_runs_are_warned_about():
     quick = results.parse_run({**synthetic_run([synthetic_benchmark(OURS, [1e-3])]),
                                "evcf_fast": {"schema": 1, "quick": True}}, path="q.json")
     assert any("quick mode" in w for w in compare.compare_runs(quick, cand).warnings)
+
+
+def test_single_round_benchmarks_are_judged_on_medians():
+    def run(t):
+        return results.parse_run(synthetic_run([synthetic_benchmark(OURS, [t])]), path="r.json")
+
+    row = compare.compare_runs(run(1.0), run(1.1), calibrate=False).rows[0]
+    assert row.verdict == "ok" and not row.raw.has_interval and "no interval" in row.note
+    assert compare.compare_runs(run(1.0), run(1.3), calibrate=False).rows[0].verdict == \
+        "regression"

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from _train_data import clustered_split
+from _train_data import clustered_split, one_torch_thread  # noqa: F401 (autouse)
 
 from evcf_fast.cli import main
 from evcf_fast.data.dataset import SplitDataset

@@ -8,7 +8,7 @@ run, so CUDA-vs-CUDA comparisons use tolerances; exactness of resume is tested o
 import numpy as np
 import pytest
 import torch
-from _train_data import clustered_split
+from _train_data import clustered_split, one_torch_thread  # noqa: F401 (autouse)
 
 from evcf_fast.models import ModelConfig
 from evcf_fast.train import TrainConfig, fit

@@ -48,5 +48,5 @@ def test_small_cpu_run_without_polars(tmp_path):
         ("hvamp-gated", "adam"), ("hvamp-gated", "adamnormgrad")]
     for r in rows:
         assert r["epoch_s"] > 0 and r["val_s"] > 0 and np.isfinite(r["loss"])
-        assert 0 <= r["val_ndcg@100"] <= 1 and r["val_users"] == 500
+        assert 0 <= r["val_ndcg@100"] <= 1 and r["val_users"] == 200
         assert r["peak_rss_gib"] > 0 and r["shape"] == "ml20m"

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from _train_data import clustered_split
+from _train_data import clustered_split, one_torch_thread  # noqa: F401 (autouse)
 
 import evcf_fast.models as models_pkg
 from evcf_fast.errors import IncompatibleDatasetError, NonFiniteLossError
@@ -325,3 +325,17 @@ def test_train_config_round_trip():
     with pytest.raises(ValueError, match=r"unknown TrainConfig field\(s\) \['nope'\]"):
         TrainConfig.from_dict({**d, "nope": 1})
     assert dataclasses.replace(cfg, epochs=4).epochs == 4
+
+
+@pytest.mark.parametrize("name", ["multvae", "multdae", "vamp", "hvamp", "hvamp1"])
+def test_every_model_trains(data, name):
+    kw = {"model": name, "n_items": N_ITEMS, "hidden_size": 16, "latent_size": 4,
+          "latent2_size": 4, "n_components": 5, "num_layers": 2 if name == "hvamp" else 1}
+    if name == "multdae":
+        kw["dae_l2"] = 1e-4
+    res = fit(data, model_config=ModelConfig(**kw), progress=False,
+              train_config=train_cfg(epochs=2, optimizer="adamnormgrad"))
+    assert all(np.isfinite([r["loss"], r["nll"], r["kl"]]).all() for r in res.history)
+    if name == "multdae":
+        assert all(r["kl"] == 0 for r in res.history)
+    assert 0 < res.test.mean["ndcg@100"] <= 1

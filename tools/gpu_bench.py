@@ -39,7 +39,7 @@ SHAPES = {  # name: (training users, items, mean nnz per training row)
     "ml20m": (116_677, 20_108, 73.0),
     "netflix": (383_435, 17_769, 123.0),
 }
-SMALL_SHAPES = {"ml20m": (1_500, 800, 20.0), "netflix": (2_500, 700, 30.0)}
+SMALL_SHAPES = {"ml20m": (800, 300, 15.0), "netflix": (1_000, 250, 20.0)}
 MODELS = {
     "multvae": dict(model="multvae", num_layers=1, gated=False, likelihood="multinomial"),
     "hvamp-gated": dict(model="hvamp", num_layers=2, gated=True, likelihood="bernoulli",
@@ -65,23 +65,36 @@ def _import_library():
         spec.loader.exec_module(module)
 
 
-def synthetic_csr(n_rows: int, n_items: int, mean_nnz: float, *, seed: int) -> sp.csr_matrix:
-    """Binary CSR with log-normal row lengths and Zipf-like item popularity, no duplicates."""
+def synthetic_csr(n_rows: int, n_items: int, mean_nnz: float, *, seed: int,
+                  _pilot: bool = True) -> sp.csr_matrix:
+    """Binary CSR with log-normal row lengths and Zipf-like item popularity, no duplicates.
+
+    Popular items are drawn repeatedly within long rows; a pilot of 10,000 rows measures the
+    share that survives de-duplication so the final mean row length is close to ``mean_nnz``.
+    Rows are generated in blocks so the generator's own peak memory stays small.
+    """
+    if _pilot:
+        pilot = synthetic_csr(10_000, n_items, mean_nnz, seed=seed + 1, _pilot=False)
+        mean_nnz = mean_nnz * mean_nnz / max(pilot.nnz / 10_000, 1e-9)
     rng = np.random.default_rng(seed)
-    lengths = np.clip(rng.lognormal(np.log(mean_nnz) - 0.5, 1.0, n_rows), 1, n_items // 2)
-    lengths = lengths.astype(np.int64)
     pop = 1.0 / np.arange(1, n_items + 1) ** 0.9
     pop = pop[rng.permutation(n_items)]
     cdf = np.cumsum(pop / pop.sum())
-    items = np.searchsorted(cdf, rng.random(int(lengths.sum())), side="right")
-    np.minimum(items, n_items - 1, out=items)
-    rows = np.repeat(np.arange(n_rows, dtype=np.int64), lengths)
-    keys = np.unique(rows * n_items + items)  # sorted (row, item) pairs without duplicates
-    del rows, items
-    row_of = keys // n_items
+    counts, blocks = np.zeros(n_rows, np.int64), []
+    for lo in range(0, n_rows, 20_000):
+        hi = min(lo + 20_000, n_rows)
+        lengths = np.clip(rng.lognormal(np.log(mean_nnz) - 0.5, 1.0, hi - lo), 1, n_items // 2)
+        lengths = lengths.astype(np.int64)
+        items = np.searchsorted(cdf, rng.random(int(lengths.sum())), side="right")
+        np.minimum(items, n_items - 1, out=items)
+        rows = np.repeat(np.arange(hi - lo, dtype=np.int64), lengths)
+        keys = np.unique(rows * n_items + items)  # sorted (row, item) pairs, no duplicates
+        row_of = keys // n_items
+        counts[lo:hi] = np.bincount(row_of, minlength=hi - lo)
+        blocks.append((keys - row_of * n_items).astype(np.int32))
     indptr = np.zeros(n_rows + 1, np.int64)
-    np.cumsum(np.bincount(row_of, minlength=n_rows), out=indptr[1:])
-    indices = (keys - row_of * n_items).astype(np.int32)
+    np.cumsum(counts, out=indptr[1:])
+    indices = np.concatenate(blocks)
     m = sp.csr_matrix((n_rows, n_items), dtype=np.float32)
     m.data, m.indices, m.indptr = np.ones(indices.size, np.float32), indices, indptr
     return m
@@ -184,7 +197,7 @@ def main(argv=None) -> int:
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("gpu_bench: CUDA is not available; use --device cpu (with --small)")
     shapes = SMALL_SHAPES if args.small else SHAPES
-    val_users = min(args.val_users, 500) if args.small else args.val_users
+    val_users = min(args.val_users, 200) if args.small else args.val_users
     args.val_users = val_users
     device_name = (torch.cuda.get_device_name() if args.device == "cuda" else "cpu")
     print(f"# device: {device_name}; torch {torch.__version__}; batch {args.batch_size}; "

@@ -184,8 +184,8 @@ def compare_runs(baseline: BenchmarkRun, candidate: BenchmarkRun, *, threshold: 
         judged = normalised if normalised is not None else raw
         notes = [_extra_diff(c, b)]
         if not judged.has_interval:
-            notes.append("no per-round data (save with --benchmark-save-data): judged on the "
-                         "medians alone")
+            notes.append("no interval (needs >= 2 stored rounds per run, saved with "
+                         "--benchmark-save-data): judged on the medians alone")
             low, high = judged.ratio, judged.ratio
         else:
             low, high = judged.low, judged.high

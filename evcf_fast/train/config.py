@@ -44,7 +44,7 @@ class TrainConfig:
     device: str = "auto"               # "auto" (cuda when available) | "cpu" | "cuda"
     bf16: bool = False                 # bf16 autocast of forward and loss (CUDA only)
     tf32: bool = False                 # TF32 matmuls (CUDA only), restored after training
-    fused: bool = True                 # fused Adam kernel where available (CUDA)
+    fused: bool = True                 # fused Adam kernel (CUDA and CPU)
     input: str = "sparse"              # model input: "sparse" CSR batches | "dense" rows
     eval_batch_size: int = 2000        # users per scoring block in validation and test
     val_metric: str = "ndcg@100"       # model-selection metric (authors: NDCG@100)

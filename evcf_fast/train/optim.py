@@ -173,9 +173,10 @@ def make_optimizer(name: str, model, *, lr: float, weight_decay: float = 0.0,
         groups that normalise each logical tensor separately.
     lr, weight_decay : float
     device : torch.device or str
-        Where the parameters live; fused Adam is used on CUDA when ``fused`` is true.
+        Where the parameters live.
     fused : bool
-        Prefer the fused single-kernel Adam on CUDA.
+        Prefer the fused single-kernel Adam (CUDA, and the CPU since torch 2.4, where it is an
+        order of magnitude faster than the per-tensor loop on 20-80M parameters).
 
     Returns
     -------
@@ -192,8 +193,6 @@ def make_optimizer(name: str, model, *, lr: float, weight_decay: float = 0.0,
             params = [{"params": ps, "norm_chunks": c} for c, ps in sorted(by_chunks.items())]
         return AdamNormGrad(params, lr=lr, weight_decay=weight_decay)
     if name == "adam":
-        kwargs = {}
-        if torch.device(device).type == "cuda":
-            kwargs = {"fused": True} if fused else {"foreach": True}
+        kwargs = {"fused": True} if fused else {"foreach": True}
         return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, **kwargs)
     raise ValueError(f"optimizer must be one of ['adam', 'adamnormgrad'], got {name!r}")
