@@ -87,6 +87,7 @@ def test_polars_bare_parse(benchmark, ml20m_csv):
     path, sizes = ml20m_csv
     df = benchmark(pl.read_csv, path)
     assert df.shape == (sizes["n_rows"], 4)
+    benchmark.extra_info.update(role="baseline", baseline_for="test_prepare_exact")
     _info(benchmark, sizes, path, f"import polars as pl\npl.read_csv({str(path)!r})")
 
 
@@ -97,6 +98,7 @@ def test_pandas_reference(benchmark, ml20m_csv, prepared, bench_quick):
     ref = benchmark.pedantic(pandas_reference, args=(path, sizes["n_heldout"]), rounds=rounds,
                              iterations=1)
     assert_same_split(SplitDataset.load(prepared), ref)  # the split is identical
+    benchmark.extra_info.update(role="baseline", baseline_for="test_prepare_exact")
     _info(benchmark, sizes, path,
           f"import sys; sys.path.insert(0, {str(__file__.rsplit('/', 1)[0])!r})\n"
           f"from _ingest_fixtures import pandas_reference\n"

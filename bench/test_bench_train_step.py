@@ -88,6 +88,9 @@ def test_train_step(benchmark, bench_quick, shape, batch, name, layout):
                               iterations=1)
     assert torch.isfinite(loss)
     assert not torch.equal(before, model.decoder_out.weight)  # the step updated the model
+    if layout == "dense":  # the authors' dense first layer: the in-run baseline of "sparse"
+        benchmark.extra_info.update(role="baseline",
+                                    baseline_for=f"test_train_step[{name}-sparse]")
     benchmark.extra_info.update(model=name, layout=layout, threads=torch.get_num_threads(),
                                 **shape, hidden_size=cfg.hidden_size,
                                 latent_size=cfg.latent_size)

@@ -74,7 +74,8 @@ _SAMPLE_RUN = 16  # ... of this many consecutive items (a multiple of 4)
 _SAMPLE = _SAMPLE_RUNS * _SAMPLE_RUN
 _OVERSHOOT = 1.5  # the sampled threshold aims at about _OVERSHOOT * K survivors ...
 _FALLBACK = 3  # ... and the fallback threshold at _FALLBACK times as many
-_PREFETCH_LINES = 8  # cache lines of the next row requested per non-zero mask word
+_SAMPLE_PREFETCH = 4  # cache lines of the row requested per sampled run
+_PREFETCH_LINES = 4  # cache lines of the next row requested per non-zero mask word
 _ROWS_PER_TASK = 16  # rows per parallel task: scratch buffers are allocated once per task
 NEG_INF = -np.inf
 
@@ -179,7 +180,10 @@ def _run_maxima(row, runmax):
     """
     n = row.shape[0]
     span = n - _SAMPLE_RUN
+    line = 64 // row.itemsize
     for b in range(_SAMPLE_RUNS):
+        for q in range(_SAMPLE_PREFETCH):  # the row's head for pass 1, while memory idles
+            _prefetch(row, min((b * _SAMPLE_PREFETCH + q) * line, n - 1))
         j0 = (b * span) // (_SAMPLE_RUNS - 1)
         # four independent chains; NaN never wins a comparison
         x0 = NEG_INF
@@ -235,42 +239,44 @@ def _rth_largest(values, r, top):
     return top[r - 1]
 
 
-@nb.njit(inline="always", **_JIT)
-def _take_fast(row, mask, base, m, thr, k, cs, ci):
-    """Append the items base + bit of the set bits of ``mask``, the first four without branches
-    (a loop over the bits would mispredict its exit for about every word). Returns
-    (m, thr, has_nan); NaN values are appended as they are, so on has_nan the caller must redo
-    the row with :func:`_take`. Items appended after a compaction may not beat the raised
-    threshold: harmless, every appended item is a genuine non-excluded item."""
-    cap = cs.shape[0]
-    if m > cap - 4:  # keep the best k and raise the threshold to the k-th best
-        _select(cs, ci, m, k)
-        m = k
-        thr = cs[k - 1]
-    last = row.shape[0] - 1
-    c = np.int64(_ctpop(mask))
+@nb.njit(**_JIT)
+def _extract(row, masks, summ, start, q, sm, m, limit, cs, ci, nxt, cursor):
+    """Append the items of the set bits of the non-zero mask words (found through ``summ``) to
+    cs/ci, from summary word q with remaining bits sm, until done or m > limit.
+
+    Kept free of calls, so that its loops stay in registers; the caller compacts the buffer
+    between calls. NaN values are appended as they are and reported (the caller then redoes the
+    row carefully). Meanwhile the next row ``nxt`` is prefetched, a few lines per word.
+    Returns (m, q, sm, cursor, has_nan); q == len(summ) when done.
+    """
+    n_summ = summ.shape[0]
+    line = 64 // nxt.itemsize
+    n_next = nxt.shape[0]
     bad = False
-    for q in range(4):
-        t = base + np.int64(_cttz(mask))  # base + 64 once the mask is empty: not counted
-        x = np.float64(row[min(t, last)])
-        bad |= x != x
-        cs[m + q] = x
-        ci[m + q] = t
-        mask &= mask - np.uint64(1)
-    m += min(c, 4)
-    while mask:  # more than four survivors in one word: rare
-        if m == cap:
-            _select(cs, ci, m, k)
-            m = k
-            thr = cs[k - 1]
-        t = base + np.int64(_cttz(mask))
-        mask &= mask - np.uint64(1)
-        x = np.float64(row[t])
-        bad |= x != x
-        cs[m] = x
-        ci[m] = t
-        m += 1
-    return m, thr, bad
+    while q < n_summ:
+        while sm:
+            if m > limit:
+                return m, q, sm, cursor, bad
+            w = (q << 6) + np.int64(_cttz(sm))
+            sm &= sm - np.uint64(1)
+            for _ in range(_PREFETCH_LINES):
+                if cursor < n_next:
+                    _prefetch(nxt, cursor)
+                    cursor += line
+            mask = masks[w]
+            base = start + w * _BLOCK
+            while mask:
+                t = base + np.int64(_cttz(mask))
+                mask &= mask - np.uint64(1)
+                x = np.float64(row[t])
+                bad |= x != x
+                cs[m] = x
+                ci[m] = t
+                m += 1
+        q += 1
+        if q < n_summ:
+            sm = summ[q]
+    return m, q, sm, cursor, bad
 
 
 @nb.njit(inline="always", **_JIT)
@@ -371,26 +377,38 @@ def _scan(row, ex, thr, have_thr, k, cs, ci, tb, masks, summ, nxt, careful):
         summ[q] = 0
     for w in range(n_words):
         summ[w >> 6] |= np.uint64(masks[w] != 0) << np.uint64(w & 63)
-    # meanwhile the memory bus would idle: fetch the next row, a few lines per visited word
-    line = 64 // nxt.itemsize
-    cursor = 0
-    n_next = nxt.shape[0]
-    for q in range(n_summ):
-        sm = summ[q]
-        while sm:
-            w = (q << 6) + np.int64(_cttz(sm))
-            sm &= sm - np.uint64(1)
-            for _ in range(_PREFETCH_LINES):
-                if cursor < n_next:
-                    _prefetch(nxt, cursor)
-                    cursor += line
-            if careful:
+    if careful:
+        # meanwhile the memory bus would idle: fetch the next row, a few lines per visited word
+        line = 64 // nxt.itemsize
+        cursor = 0
+        n_next = nxt.shape[0]
+        for q in range(n_summ):
+            sm = summ[q]
+            while sm:
+                w = (q << 6) + np.int64(_cttz(sm))
+                sm &= sm - np.uint64(1)
+                for _ in range(_PREFETCH_LINES):
+                    if cursor < n_next:
+                        _prefetch(nxt, cursor)
+                        cursor += line
                 m, thr, has_nan = _take(row, masks[w], start + w * _BLOCK, m, thr, has_nan, k,
                                         cs, ci)
-            else:
-                m, thr, bad = _take_fast(row, masks[w], start + w * _BLOCK, m, thr, k, cs, ci)
-                has_nan |= bad
-    return m, has_nan
+        return m, has_nan
+    # fast path: plain loops in a call-free function; compactions happen between its calls
+    # (a candidate appended after one may not beat the raised threshold: harmless, it is a
+    # genuine non-excluded item)
+    q = 0
+    sm = summ[0] if n_summ else np.uint64(0)
+    cursor = 0
+    limit = cs.shape[0] - _BLOCK - 1
+    while True:
+        m, q, sm, cursor, bad = _extract(row, masks, summ[:n_summ], start, q, sm, m, limit, cs,
+                                         ci, nxt, cursor)
+        has_nan |= bad
+        if q >= n_summ:
+            return m, has_nan
+        _select(cs, ci, m, k)
+        m = k
 
 
 @nb.njit(**_JIT)

@@ -186,7 +186,8 @@ def _plot_history(runs: list[BenchmarkRun], factors: list[float | None], path: P
             series[i] = b.median / (f if f else 1.0)
             names[b.fullname] = b.name + (" (baseline)" if b.role == "baseline" else "")
     n = max(1, len(groups))
-    fig, axes = plt.subplots(n, 1, figsize=(11, 1.0 + 3.0 * n), squeeze=False)
+    fig, axes = plt.subplots(n, 1, figsize=(11, 1.0 + 3.0 * n), squeeze=False,
+                             layout="constrained")  # constrained: room for suptitle and legends
     x = np.arange(len(runs))
     labels = [r.label for r in runs]
     for ax, (group, series) in zip(axes.flat, sorted(groups.items())):
@@ -207,7 +208,6 @@ def _plot_history(runs: list[BenchmarkRun], factors: list[float | None], path: P
     if not groups:
         axes.flat[0].text(0.5, 0.5, "no benchmarks", ha="center", va="center")
     fig.suptitle("Benchmark history (lower is faster; 1.0 = first recorded)")
-    fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
@@ -219,10 +219,11 @@ def _plot_speedup(run: BenchmarkRun, pairs, path: Path) -> None:
     import matplotlib.pyplot as plt
     import matplotlib.ticker
 
-    fig, ax = plt.subplots(figsize=(9, 1.2 + 0.42 * max(1, len(pairs))))
+    labels = [f"{o.group}: {o.name} vs {b.name}" for o, b in pairs]
+    width = 6.0 + 0.065 * max((len(x) for x in labels), default=0)  # long labels keep the bars
+    fig, ax = plt.subplots(figsize=(width, 1.4 + 0.42 * max(1, len(pairs))))
     if pairs:
         speed = np.array([b.median / o.median for o, b in pairs])
-        labels = [f"{o.group}: {o.name} vs {b.name}" for o, b in pairs]
         y = np.arange(len(pairs))[::-1]
         colors = ["tab:green" if s >= 1 else "tab:red" for s in speed]
         ax.barh(y, speed, color=colors)
@@ -237,12 +238,12 @@ def _plot_speedup(run: BenchmarkRun, pairs, path: Path) -> None:
         ticks = [float(t) for t in grid if lo <= t <= hi]
         ax.set_xticks(ticks, [f"{t:g}x" for t in ticks])
         ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
-        ax.set_xlabel("speed-up vs in-run baseline (baseline median / our median, log scale)")
+        ax.set_xlabel("speed-up = baseline median / our median (log scale)")
     else:
         ax.text(0.5, 0.5, "no (ours, baseline) pairs in this run; mark baselines with\n"
                 "benchmark.extra_info['role'] = 'baseline'", ha="center", va="center")
         ax.set_axis_off()
-    ax.set_title(f"Speed-up against in-run baselines, run {run.label}")
+    ax.set_title(f"Speed-up against in-run baselines (run {run.label})", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
