@@ -334,7 +334,11 @@ def test_metrics_memory_mapped_netflix_size(benchmark, netflix_file):
     size = path.stat().st_size
     growth = r["peak_rss"] - r["rss_before"]
     assert r["n_evaluated"] > 0.99 * n_users and 0 < r["ndcg"] < 0.05  # random scores
-    assert r["peak_rss"] < size / 4 and growth < size / 8, (r, size)
+    # chunks of ~64 MiB are mapped one at a time: the growth is bounded by the chunk, not by
+    # the file; at Netflix size the whole process stays far below the file size
+    assert growth < 160 * 2**20, (r, size)
+    if size > 2**30:
+        assert r["peak_rss"] < size / 4, (r, size)
     benchmark.extra_info.update(
         role="ours", track=False, n_users=n_users, n_items=n_items, dtype="float32",
         file_bytes=size, peak_rss_bytes=r["peak_rss"], rss_growth_bytes=growth,

@@ -77,9 +77,11 @@ class DeviceCSR:
         crow = host.indptr - host.indptr[0]
         col = host.indices[host.indptr[0]:host.indptr[-1]]
         device = torch.device(device)
-        return cls(torch.from_numpy(np.ascontiguousarray(crow)).to(device),
-                   torch.from_numpy(np.ascontiguousarray(col)).to(device), csr.shape,
-                   np.ascontiguousarray(crow))
+        # np.require(..., "W") copies read-only inputs (memory-mapped datasets): torch cannot
+        # wrap a non-writable buffer safely, and the upload copies to the device anyway.
+        return cls(torch.from_numpy(np.require(crow, requirements=["C", "W"])).to(device),
+                   torch.from_numpy(np.require(col, requirements=["C", "W"])).to(device),
+                   csr.shape, np.ascontiguousarray(crow))
 
     @property
     def device(self) -> torch.device:

@@ -75,6 +75,7 @@ _SAMPLE = _SAMPLE_RUNS * _SAMPLE_RUN
 _OVERSHOOT = 1.5  # the sampled threshold aims at about _OVERSHOOT * K survivors ...
 _FALLBACK = 3  # ... and the fallback threshold at _FALLBACK times as many
 _SAMPLE_PREFETCH = 4  # cache lines of the row requested per sampled run
+_STREAM_AHEAD = 4096  # bytes: how far ahead pass 1 requests the row
 _PREFETCH_LINES = 4  # cache lines of the next row requested per non-zero mask word
 _ROWS_PER_TASK = 16  # rows per parallel task: scratch buffers are allocated once per task
 NEG_INF = -np.inf
@@ -354,7 +355,12 @@ def _scan(row, ex, thr, have_thr, k, cs, ci, tb, masks, summ, nxt, careful):
     n_words = (n - start + _BLOCK - 1) // _BLOCK
     n_full = start + ((n - start) // _BLOCK) * _BLOCK
     w = 0
+    ahead = _STREAM_AHEAD // row.itemsize
+    line = 64 // row.itemsize
     while j < n_full:
+        # the hardware prefetcher stops at 4 KiB page boundaries: request ahead of it
+        for q in range(0, _BLOCK, line):
+            _prefetch(row, min(j + ahead + q, n - 1))
         mask = np.uint64(0)
         for t in range(_BLOCK):
             mask |= np.uint64(not (row[j + t] <= thr_n)) << np.uint64(t)
@@ -400,6 +406,8 @@ def _scan(row, ex, thr, have_thr, k, cs, ci, tb, masks, summ, nxt, careful):
     q = 0
     sm = summ[0] if n_summ else np.uint64(0)
     cursor = 0
+    # room for one more word (_BLOCK items) below the limit; sampling implies cap >= 4 k + 64,
+    # so a compaction always has m > k items to choose from
     limit = cs.shape[0] - _BLOCK - 1
     while True:
         m, q, sm, cursor, bad = _extract(row, masks, summ[:n_summ], start, q, sm, m, limit, cs,
