@@ -186,3 +186,16 @@ def test_cuda_matches_numba_and_rejects_mixed_devices():
         evaluate(x, csr(ho, 2500), metrics=metrics, backend="numba")
     with pytest.raises(ValueError, match="heldout is a DeviceCSR on cuda"):
         evaluate(s, DeviceCSR.from_scipy(csr(ho, 2500), "cuda"), metrics=metrics)
+
+
+def test_device_csr_from_read_only_arrays_copies_without_warning():
+    """Memory-mapped datasets are read-only; uploading them must neither warn nor alias them."""
+    import warnings
+
+    indices = np.array([0, 2, 1], dtype=np.int32)
+    indices.flags.writeable = False
+    csr = sp.csr_matrix((np.ones(3, np.float32), indices, np.array([0, 2, 3])), shape=(2, 3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        dev = DeviceCSR.from_scipy(csr, "cpu")
+    assert dev.col.tolist() == [0, 2, 1] and dev.crow.tolist() == [0, 2, 3]
