@@ -20,7 +20,7 @@ class DataFormatError(EvcfError):
 
 
 class IncompatibleDatasetError(EvcfError):
-    """A dataset or checkpoint directory was written by an incompatible version or for other data."""
+    """A dataset or checkpoint directory from an incompatible version or for other data."""
 
 
 class NonFiniteLossError(EvcfError):

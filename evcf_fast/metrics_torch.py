@@ -73,7 +73,12 @@ class DeviceCSR:
         if not sp.issparse(csr):
             raise TypeError(f"csr must be a scipy.sparse CSR matrix/array, got "
                             f"{type(csr).__name__}")
-        host = _check_csr(csr, name="csr", shape=tuple(csr.shape))
+        return cls._from_host(_check_csr(csr, name="csr", shape=tuple(csr.shape)), csr.shape,
+                              device)
+
+    @classmethod
+    def _from_host(cls, host, shape, device) -> DeviceCSR:
+        """Upload validated host arrays (``metrics._HostCSR``)."""
         crow = host.indptr - host.indptr[0]
         col = host.indices[host.indptr[0]:host.indptr[-1]]
         device = torch.device(device)
@@ -81,7 +86,7 @@ class DeviceCSR:
         # wrap a non-writable buffer safely, and the upload copies to the device anyway.
         return cls(torch.from_numpy(np.require(crow, requirements=["C", "W"])).to(device),
                    torch.from_numpy(np.require(col, requirements=["C", "W"])).to(device),
-                   csr.shape, np.ascontiguousarray(crow))
+                   tuple(shape), np.ascontiguousarray(crow))
 
     @property
     def device(self) -> torch.device:
@@ -130,15 +135,9 @@ def _as_device_csr(x, *, name: str, shape: tuple[int, int], device) -> DeviceCSR
         if x.shape != shape:
             raise ValueError(f"{name} has shape {x.shape}, expected {shape} to match scores")
         return x
-    if not sp.issparse(x):
-        raise TypeError(f"{name} must be a scipy.sparse CSR matrix/array or a DeviceCSR, got "
-                        f"{type(x).__name__}")
-    if x.format != "csr":
-        raise TypeError(f"{name} is {x.format.upper()}, expected CSR; convert it once with "
-                        f"{name}.tocsr() before evaluating")
-    if tuple(x.shape) != shape:
-        raise ValueError(f"{name} has shape {tuple(x.shape)}, expected {shape} to match scores")
-    return DeviceCSR.from_scipy(x, device)
+    from .metrics import _check_csr  # one validator for every path: same checks, same messages
+
+    return DeviceCSR._from_host(_check_csr(x, name=name, shape=shape), shape, device)
 
 
 def _tensor_blocks(scores):

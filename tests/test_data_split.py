@@ -17,7 +17,6 @@ import scipy.sparse as sp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from evcf_fast.kernels import split as K
 from evcf_fast.data.pipeline import prepare
 from evcf_fast.data.split import (
     factorize,
@@ -25,6 +24,7 @@ from evcf_fast.data.split import (
     legacy_heldout_draw_python,
     strong_generalization_split,
 )
+from evcf_fast.kernels import split as K
 
 
 def shared_data() -> Path:

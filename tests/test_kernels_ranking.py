@@ -8,10 +8,11 @@ the compaction path (threshold too low) by planting values at the sampled positi
 
 import numpy as np
 import pytest
-from evcf_fast.kernels import ranking as R
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_metrics_oracle import ALL_METRICS, assert_close, csr, oracle, rows_of
+
+from evcf_fast.kernels import ranking as R
 
 CODES = {"ndcg": R.NDCG, "recall": R.RECALL, "precision": R.PRECISION, "hitrate": R.HITRATE,
          "mrr": R.MRR, "map": R.MAP}

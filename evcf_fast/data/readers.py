@@ -620,6 +620,7 @@ def read_presplit(directory: str | os.PathLike):
     gives the raw user id of every uid; otherwise the user ids are the uids.
     """
     from evcf_fast.kernels import split as K
+
     from .dataset import SplitDataset, make_csr
 
     d = Path(directory)

@@ -27,8 +27,9 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from .._progress import progress as _progress
 from evcf_fast.kernels import split as K
+
+from .._progress import progress as _progress
 from .dataset import SplitDataset, make_csr
 
 #: A held-out user needs at least this many in-vocabulary rows to get targets (hard-coded 5 in

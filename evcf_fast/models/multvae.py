@@ -8,12 +8,23 @@ Monte-Carlo (authors) or analytic (Liang). ``gated`` turns every hidden layer in
 
 from __future__ import annotations
 
-from torch import Tensor
+from torch import Tensor, nn
 
 from .base import BaseModel
 from .config import ModelConfig
 from .layers import Dense, GaussianHead, Rows, dropout_rows, normalize_rows, reparameterize, stack
 from .priors import kl_standard_normal, log_normal_diag, log_standard_normal
+
+
+def build_one_latent_layers(model: nn.Module, cfg: ModelConfig) -> None:
+    """The [D - H x L - z - H x L - D] layers shared by Mult-VAE and Vamp (PAPER_SPEC 2.3, 2.6)."""
+    act = "glu" if cfg.gated else "tanh"
+    H, z, L = cfg.hidden_size, cfg.latent_size, cfg.num_layers
+    model.encoder_in = Dense(cfg.n_items, H, activation=act, init=cfg.init)
+    model.encoder = stack([H] * L, activation=act, init=cfg.init)
+    model.q_z = GaussianHead(H, z, logvar_clip=cfg.logvar_clip, init=cfg.init)
+    model.decoder = stack([z] + [H] * L, activation=act, init=cfg.init)
+    model.decoder_out = Dense(H, cfg.n_items, activation=None, init=cfg.init)
 
 
 class MultVAE(BaseModel):
@@ -23,13 +34,7 @@ class MultVAE(BaseModel):
 
     def __init__(self, cfg: ModelConfig):
         super().__init__(cfg)
-        act = "glu" if cfg.gated else "tanh"
-        H, z, L = cfg.hidden_size, cfg.latent_size, cfg.num_layers
-        self.encoder_in = Dense(cfg.n_items, H, activation=act, init=cfg.init)
-        self.encoder = stack([H] * L, activation=act, init=cfg.init)
-        self.q_z = GaussianHead(H, z, logvar_clip=cfg.logvar_clip, init=cfg.init)
-        self.decoder = stack([z] + [H] * L, activation=act, init=cfg.init)
-        self.decoder_out = Dense(H, cfg.n_items, activation=None, init=cfg.init)
+        build_one_latent_layers(self, cfg)
 
     def encode(self, x: Rows, *, training: bool) -> tuple[Tensor, Tensor]:
         """q(z|x) parameters (mu, logvar) of raw rows (normalised and dropped out here)."""

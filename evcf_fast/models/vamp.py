@@ -11,7 +11,8 @@ from torch import Tensor
 
 from .base import VampPriorModel
 from .config import ModelConfig
-from .layers import Dense, GaussianHead, Rows, dropout_rows, normalize_rows, reparameterize, stack
+from .layers import Rows, dropout_rows, normalize_rows, reparameterize
+from .multvae import build_one_latent_layers
 from .priors import log_normal_diag
 
 
@@ -22,13 +23,7 @@ class VampVAE(VampPriorModel):
 
     def __init__(self, cfg: ModelConfig):
         super().__init__(cfg)
-        act = "glu" if cfg.gated else "tanh"
-        H, z, L = cfg.hidden_size, cfg.latent_size, cfg.num_layers
-        self.encoder_in = Dense(cfg.n_items, H, activation=act, init=cfg.init)
-        self.encoder = stack([H] * L, activation=act, init=cfg.init)
-        self.q_z = GaussianHead(H, z, logvar_clip=cfg.logvar_clip, init=cfg.init)
-        self.decoder = stack([z] + [H] * L, activation=act, init=cfg.init)
-        self.decoder_out = Dense(H, cfg.n_items, activation=None, init=cfg.init)
+        build_one_latent_layers(self, cfg)   # same layers (and parameter names) as Mult-VAE
         self._init_pseudoinputs()
 
     def _encode_top(self, x: Rows, *, training: bool) -> tuple[Tensor, Tensor]:
