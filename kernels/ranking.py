@@ -528,6 +528,24 @@ def _metrics_row(ranks, nh, n_ho, ks, codes, recall_mode, discount, idcg, out):
 # parallel drivers
 
 
+@nb.njit(**_JIT)
+def _row_scratch(scores, k):
+    """Per-task work buffers of ``_candidates`` for rows of ``scores`` and a cut-off ``k``.
+
+    Allocated once per parallel task (not per row): candidate scores and ids (``cap`` entries,
+    room for the threshold pass to overshoot k), the sample of the threshold estimate, one
+    score of the row's dtype, and the bit masks with their one-bit-per-word summary.
+    """
+    n_items = scores.shape[1]
+    cap = min(n_items, max(4 * k + 64, 256))
+    masks = np.empty((n_items + _BLOCK - 1) // _BLOCK, np.uint64)
+    return (np.empty(cap, np.float64), np.empty(cap, np.int64),
+            np.empty(2 * _SAMPLE_RUNS, np.float64), np.empty(1, scores.dtype), masks,
+            np.empty((masks.shape[0] + 63) // 64, np.uint64))
+
+
+
+
 @nb.njit(parallel=True, **_JIT)
 def topk_metrics(scores, excl_indptr, excl_indices, ho_indptr, ho_indices, ks, codes,
                  recall_mode, discount, idcg, out, nan_rows):
@@ -546,15 +564,9 @@ def topk_metrics(scores, excl_indptr, excl_indices, ho_indptr, ho_indices, ks, c
     """
     n_rows, n_items = scores.shape
     k = min(ks.max(), n_items)
-    cap = min(n_items, max(4 * k + 64, 256))
     n_tasks = (n_rows + _ROWS_PER_TASK - 1) // _ROWS_PER_TASK
     for task in nb.prange(n_tasks):
-        cs = np.empty(cap, np.float64)
-        ci = np.empty(cap, np.int64)
-        top = np.empty(2 * _SAMPLE_RUNS, np.float64)
-        tb = np.empty(1, scores.dtype)
-        masks = np.empty((n_items + _BLOCK - 1) // _BLOCK, np.uint64)
-        summ = np.empty((masks.shape[0] + 63) // 64, np.uint64)
+        cs, ci, top, tb, masks, summ = _row_scratch(scores, k)
         ranks = np.empty(k, np.int64)
         for u in range(task * _ROWS_PER_TASK, min(n_rows, (task + 1) * _ROWS_PER_TASK)):
             row = scores[u]
@@ -615,15 +627,9 @@ def masked_topk(scores, excl_indptr, excl_indices, k, out, nan_rows):
     """
     n_rows, n_items = scores.shape
     kk = min(k, n_items)
-    cap = min(n_items, max(4 * kk + 64, 256))
     n_tasks = (n_rows + _ROWS_PER_TASK - 1) // _ROWS_PER_TASK
     for task in nb.prange(n_tasks):
-        cs = np.empty(cap, np.float64)
-        ci = np.empty(cap, np.int64)
-        top = np.empty(2 * _SAMPLE_RUNS, np.float64)
-        tb = np.empty(1, scores.dtype)
-        masks = np.empty((n_items + _BLOCK - 1) // _BLOCK, np.uint64)
-        summ = np.empty((masks.shape[0] + 63) // 64, np.uint64)
+        cs, ci, top, tb, masks, summ = _row_scratch(scores, kk)
         for u in range(task * _ROWS_PER_TASK, min(n_rows, (task + 1) * _ROWS_PER_TASK)):
             row = scores[u]
             nxt = scores[min(u + 1, n_rows - 1)]

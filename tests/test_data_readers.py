@@ -9,22 +9,11 @@ import numpy as np
 import pandas as pd
 import polars as pl
 import pytest
+from _shared_data import real_file
 
 from evcf_fast.data.readers import read_interactions, read_presplit, resolve_sources
 from evcf_fast.data.synthetic import make_synthetic, write_netflix
 from evcf_fast.errors import DataFormatError
-
-
-def shared_data() -> Path:
-    here = Path(__file__).resolve().parents[2] / "shared" / "data"
-    return here if here.is_dir() else Path("/work/shared/data")
-
-
-def real_file(rel: str) -> Path:
-    p = shared_data() / rel
-    if not p.is_file():
-        pytest.skip(f"real dataset {rel} not available under {shared_data()}")
-    return p
 
 
 def assert_table(df: pl.DataFrame, ref: pd.DataFrame):

@@ -7,13 +7,12 @@ indexed by the original id) in the notebook's own style: global ``np.random.seed
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import polars as pl
 import pytest
 import scipy.sparse as sp
+from _shared_data import real_file
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -25,19 +24,6 @@ from evcf_fast.data.split import (
     strong_generalization_split,
 )
 from evcf_fast.kernels import split as K
-
-
-def shared_data() -> Path:
-    here = Path(__file__).resolve().parents[2] / "shared" / "data"
-    return here if here.is_dir() else Path("/work/shared/data")
-
-
-def real_file(rel: str) -> Path:
-    p = shared_data() / rel
-    if not p.is_file():
-        pytest.skip(f"real dataset {rel} not available under {shared_data()}")
-    return p
-
 
 # ----------------------------------------------------------------------------------------------
 # the oracle: the notebook, line by line

@@ -6,11 +6,11 @@ NDCG@100. The popularity scores are the training users' item counts, computed he
 with the same metric engine (fold-in items excluded).
 """
 
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from _shared_data import real_file
 from _train_data import one_torch_thread  # noqa: F401 (autouse: one torch thread)
 
 from evcf_fast.train import fit
@@ -19,21 +19,11 @@ from evcf_fast.train.presets import resolve
 pytestmark = pytest.mark.slow
 
 
-def _ml1m() -> Path:
-    for root in (Path(__file__).resolve().parents[2] / "shared" / "data",
-                 Path("/work/shared/data")):
-        path = root / "ml-1m" / "ratings_from_rda.csv.gz"
-        if path.exists():
-            return path
-    pytest.skip("ML-1M (shared/data/ml-1m/ratings_from_rda.csv.gz) is not available; its "
-                "licence forbids shipping it with the repository")
-
-
 @pytest.fixture(scope="module")
 def ml1m():
     from evcf_fast.data.pipeline import prepare
 
-    return prepare(_ml1m(), n_heldout=600, progress=False)
+    return prepare(real_file("ml-1m/ratings_from_rda.csv.gz"), n_heldout=600, progress=False)
 
 
 @pytest.fixture(scope="module")
