@@ -13,9 +13,19 @@ Conventions for benchmark authors (see README.md, "Tracking performance across c
 * the calibration workloads (group ``"calibration"``) run first in every session; machine,
   library versions, thread settings and the git state are added to the saved JSON by the hook
   below.
+
+The references the benchmarks time and check against (the pandas notebook split, the vae_cf
+metrics) are the tests' own, in tests/reference.py: that folder is put on ``sys.path`` here.
 """
 
+import sys
+from pathlib import Path
+
 import pytest
+
+TESTS_DIR = str(Path(__file__).resolve().parents[1] / "tests")
+if TESTS_DIR not in sys.path:
+    sys.path.append(TESTS_DIR)
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,7 @@ load from other jobs.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -27,6 +28,9 @@ from _ingest_fixtures import (
 
 from evcf_fast.data.dataset import SplitDataset
 from evcf_fast.data.pipeline import prepare
+
+# a fresh process finds _ingest_fixtures here and the pandas reference in ../tests/reference.py
+BENCH_DIR = Path(__file__).resolve().parent
 
 
 @pytest.fixture(scope="session")
@@ -100,7 +104,7 @@ def test_pandas_reference(benchmark, ml20m_csv, prepared, bench_quick):
     assert_same_split(SplitDataset.load(prepared), ref)  # the split is identical
     benchmark.extra_info.update(role="baseline", baseline_for="test_prepare_exact")
     _info(benchmark, sizes, path,
-          f"import sys; sys.path.insert(0, {str(__file__.rsplit('/', 1)[0])!r})\n"
+          f"import sys; sys.path[:0] = {[str(BENCH_DIR), str(BENCH_DIR.parent / 'tests')]!r}\n"
           f"from _ingest_fixtures import pandas_reference\n"
           f"pandas_reference({str(path)!r}, {sizes['n_heldout']})")
 

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from reference import vae_cf_metrics
 
 from evcf_fast.metrics import evaluate
 
@@ -76,43 +77,6 @@ def data(bench_quick):
     scores, fold_in, heldout = zipf_eval_data(n_users, N_ITEMS)
     evaluate(scores[:2], heldout[:2], exclude=fold_in[:2], metrics=METRICS)  # JIT, untimed
     return scores, fold_in, heldout
-
-
-def vae_cf_metrics(scores, fold_in, heldout, batch_users=2000):
-    """The vae_cf evaluation: per batch a masked copy, then the notebook's two functions."""
-    out = {m: [] for m in METRICS}
-    for a in range(0, scores.shape[0], batch_users):
-        b = min(a + batch_users, scores.shape[0])
-        X = scores[a:b].copy()
-        X[fold_in[a:b].nonzero()] = -np.inf
-        H = heldout[a:b]
-        out["ndcg@100"].append(_ndcg_binary_at_k_batch(X, H, 100))
-        out["recall@20"].append(_recall_at_k_batch(X, H, 20))
-        out["recall@50"].append(_recall_at_k_batch(X, H, 50))
-    return {m: np.concatenate(v) for m, v in out.items()}
-
-
-def _ndcg_binary_at_k_batch(X_pred, heldout_batch, k=100):
-    batch_users = X_pred.shape[0]
-    idx_topk_part = np.argpartition(-X_pred, k, axis=1)
-    topk_part = X_pred[np.arange(batch_users)[:, np.newaxis], idx_topk_part[:, :k]]
-    idx_part = np.argsort(-topk_part, axis=1)
-    idx_topk = idx_topk_part[np.arange(batch_users)[:, np.newaxis], idx_part]
-    tp = 1. / np.log2(np.arange(2, k + 2))
-    DCG = (heldout_batch[np.arange(batch_users)[:, np.newaxis], idx_topk].toarray()
-           * tp).sum(axis=1)
-    IDCG = np.array([(tp[:min(n, k)]).sum() for n in heldout_batch.getnnz(axis=1)])
-    return DCG / IDCG
-
-
-def _recall_at_k_batch(X_pred, heldout_batch, k=100):
-    batch_users = X_pred.shape[0]
-    idx = np.argpartition(-X_pred, k, axis=1)
-    X_pred_binary = np.zeros_like(X_pred, dtype=bool)
-    X_pred_binary[np.arange(batch_users)[:, np.newaxis], idx[:, :k]] = True
-    X_true_binary = (heldout_batch > 0).toarray()
-    tmp = (np.logical_and(X_true_binary, X_pred_binary).sum(axis=1)).astype(np.float32)
-    return tmp / np.minimum(k, X_true_binary.sum(axis=1))
 
 
 def torch_topk_metrics(torch, x, ex_rows, ex_cols, ho_mask, n_ho, discount):

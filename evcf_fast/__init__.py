@@ -17,6 +17,7 @@ _EXPORTS = {
     "prepare": "evcf_fast.data.pipeline",
     "strong_generalization_split": "evcf_fast.data.split",
     "SplitDataset": "evcf_fast.data.dataset",
+    "SplitConfig": "evcf_fast.data.config",
     "make_synthetic": "evcf_fast.data.synthetic",
     # metrics
     "evaluate": "evcf_fast.metrics",

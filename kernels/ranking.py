@@ -96,16 +96,6 @@ def _cttz(typingctx, x):
 
 
 @intrinsic
-def _ctpop(typingctx, x):
-    """Count set bits (LLVM ``ctpop``)."""
-
-    def codegen(context, builder, signature, args):
-        return builder.ctpop(args[0])
-
-    return x(x), codegen
-
-
-@intrinsic
 def _prefetch(typingctx, arr, idx):
     """Hint the CPU to fetch ``arr[idx]`` into L2 (LLVM ``prefetch``); no effect on results."""
 

@@ -1,4 +1,5 @@
-"""Tiny clustered strong-generalization splits for the trainer tests (no data engine needed)."""
+"""Tiny clustered strong-generalization splits for the trainer tests, built in memory as
+SplitDataset (no data engine, no polars needed)."""
 
 import os
 
@@ -7,7 +8,7 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from evcf_fast.train.batches import ArraySplit
+from evcf_fast.data.dataset import SplitDataset
 
 
 def csr_from_rows(rows, n_items):
@@ -21,7 +22,7 @@ def csr_from_rows(rows, n_items):
 
 
 def clustered_split(*, n_train=240, n_heldout=40, n_items=50, n_clusters=5, per_user=10,
-                    seed=0) -> ArraySplit:
+                    seed=0) -> SplitDataset:
     """Users of ``n_clusters`` taste groups; each picks mostly items of its own group.
 
     Held-out users get an 80/20 fold-in/held-out split of their items, like PAPER_SPEC 1.1.
@@ -45,8 +46,13 @@ def clustered_split(*, n_train=240, n_heldout=40, n_items=50, n_clusters=5, per_
             heldout.append(items[:k])
             fold_in.append(items[k:])
         parts[name] = (csr_from_rows(fold_in, n_items), csr_from_rows(heldout, n_items))
-    return ArraySplit(train=csr_from_rows(train, n_items), validation=parts["validation"],
-                      test=parts["test"], meta={"name": "clustered", "seed": seed})
+    (vf, vh), (tf, th) = parts["validation"], parts["test"]
+    return SplitDataset(train=csr_from_rows(train, n_items), validation_fold_in=vf,
+                        validation_heldout=vh, test_fold_in=tf, test_heldout=th,
+                        item_ids=np.arange(n_items), train_user_ids=np.arange(n_train),
+                        validation_user_ids=n_train + np.arange(n_heldout),
+                        test_user_ids=n_train + n_heldout + np.arange(n_heldout),
+                        meta={"name": "clustered", "seed": seed})
 
 
 @pytest.fixture(autouse=True)

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from evcf_fast.benchtools import cli as bench_cli
 from evcf_fast.benchtools._synthetic import synthetic_benchmark, synthetic_run, write_run
+from evcf_fast.cli import bench as bench_cli
 from evcf_fast.cli import main
 
 CAL = "bench/test_bench_calibration.py::test_calibration_memcopy"

@@ -98,7 +98,7 @@ def test_implicit_and_min_rating_are_exclusive(raw, tmp_path):
 
 def test_registering_imports_nothing_heavy():
     """`evcf --help` stays instant: the data commands import Polars/Numba only when run."""
-    code = ("import argparse, sys; import evcf_fast.data.cli as c; "
+    code = ("import argparse, sys; import evcf_fast.cli.data as c; "
             "c.register(argparse.ArgumentParser().add_subparsers()); "
             "print(sorted(m for m in ('polars', 'numba', 'scipy', 'torch') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -107,7 +107,7 @@ def test_registering_imports_nothing_heavy():
 
 
 def test_subcommands_are_registered():
-    from evcf_fast.data import cli
+    from evcf_fast.cli import data as cli
 
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers()

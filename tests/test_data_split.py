@@ -1,8 +1,9 @@
 """The strong-generalization split against an independent pandas re-implementation of the notebook.
 
-The oracle below is written from PAPER_SPEC 1.1 (with the 1.5 fix: per-id counts as a Series
-indexed by the original id) in the notebook's own style: global ``np.random.seed``,
-``groupby`` loops, ``pd.unique``, dict-based numerize. It shares no code with evcf_fast.
+The oracle (``notebook_split`` in tests/reference.py) is written from PAPER_SPEC 1.1 (with the 1.5
+fix: per-id counts as a Series indexed by the original id) in the notebook's own style: global
+``np.random.seed``, ``groupby`` loops, ``pd.unique``, dict-based numerize. It shares no code with
+evcf_fast.
 """
 
 from __future__ import annotations
@@ -15,87 +16,14 @@ import scipy.sparse as sp
 from _shared_data import real_file
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from reference import legacy_heldout_draw_python, notebook_split
 
 from evcf_fast.data.pipeline import prepare
-from evcf_fast.data.split import (
-    factorize,
-    legacy_heldout_draw,
-    legacy_heldout_draw_python,
-    strong_generalization_split,
-)
+from evcf_fast.data.split import factorize, legacy_heldout_draw, strong_generalization_split
 from evcf_fast.kernels import split as K
 
 # ----------------------------------------------------------------------------------------------
-# the oracle: the notebook, line by line
-
-
-def notebook_split(raw: pd.DataFrame, n_heldout_users: int, *, threshold=3.5, min_uc=5,
-                   seed=98765, test_prop=0.2, dedupe=False):
-    """MovieLens_preprocessing.ipynb / VAE_ML20M_WWW2018.ipynb, as pandas 0.23 ran it."""
-    saved = np.random.get_state()
-    try:
-        if threshold is not None:
-            raw_data = raw[raw["rating"] > threshold]
-        else:
-            raw_data = raw
-        if dedupe:  # evcf_fast's documented extension; a no-op on duplicate-free files
-            raw_data = raw_data.drop_duplicates(["userId", "movieId"], keep="first")
-
-        def get_count(tp, id):
-            return tp.groupby(id).size()  # a Series indexed by the sorted ids (pandas 0.23)
-
-        usercount = get_count(raw_data, "userId")
-        raw_data = raw_data[raw_data["userId"].isin(usercount.index[usercount >= min_uc])]
-        user_activity = get_count(raw_data, "userId")
-        unique_uid = user_activity.index
-        np.random.seed(seed)
-        idx_perm = np.random.permutation(unique_uid.size)
-        unique_uid = unique_uid[idx_perm]
-        n_users = unique_uid.size
-        tr_users = unique_uid[:(n_users - n_heldout_users * 2)]
-        vd_users = unique_uid[(n_users - n_heldout_users * 2): (n_users - n_heldout_users)]
-        te_users = unique_uid[(n_users - n_heldout_users):]
-        train_plays = raw_data.loc[raw_data["userId"].isin(tr_users)]
-        unique_sid = pd.unique(train_plays["movieId"])
-        show2id = dict((sid, i) for (i, sid) in enumerate(unique_sid))
-        profile2id = dict((pid, i) for (i, pid) in enumerate(unique_uid))
-
-        def split_train_test_proportion(data, test_prop=test_prop):
-            data_grouped_by_user = data.groupby("userId")
-            tr_list, te_list = list(), list()
-            np.random.seed(seed)
-            for i, (_, group) in enumerate(data_grouped_by_user):
-                n_items_u = len(group)
-                if n_items_u >= 5:
-                    idx = np.zeros(n_items_u, dtype="bool")
-                    idx[np.random.choice(n_items_u, size=int(test_prop * n_items_u),
-                                         replace=False).astype("int64")] = True
-                    tr_list.append(group[np.logical_not(idx)])
-                    te_list.append(group[idx])
-                else:
-                    tr_list.append(group)
-            data_tr = pd.concat(tr_list) if tr_list else data.iloc[:0]
-            data_te = pd.concat(te_list) if te_list else data.iloc[:0]
-            return data_tr, data_te
-
-        vad_plays = raw_data.loc[raw_data["userId"].isin(vd_users)]
-        vad_plays = vad_plays.loc[vad_plays["movieId"].isin(unique_sid)]
-        vad_plays_tr, vad_plays_te = split_train_test_proportion(vad_plays)
-        test_plays = raw_data.loc[raw_data["userId"].isin(te_users)]
-        test_plays = test_plays.loc[test_plays["movieId"].isin(unique_sid)]
-        test_plays_tr, test_plays_te = split_train_test_proportion(test_plays)
-
-        def numerize(tp):
-            uid = [profile2id[x] for x in tp["userId"]]
-            sid = [show2id[x] for x in tp["movieId"]]
-            return pd.DataFrame(data={"uid": uid, "sid": sid}, columns=["uid", "sid"])
-
-        files = {"train": numerize(train_plays), "validation_tr": numerize(vad_plays_tr),
-                 "validation_te": numerize(vad_plays_te), "test_tr": numerize(test_plays_tr),
-                 "test_te": numerize(test_plays_te)}
-        return files, list(unique_sid), list(unique_uid), len(tr_users)
-    finally:
-        np.random.set_state(saved)
+# comparing with the oracle
 
 
 def assert_same_as_notebook(ds, raw: pd.DataFrame, n_heldout: int, **kw):

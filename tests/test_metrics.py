@@ -18,6 +18,7 @@ import pytest
 import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from reference import vae_cf_ndcg, vae_cf_recall
 from test_metrics_oracle import ALL_METRICS, assert_close, csr, oracle, rows_of
 
 from evcf_fast.metrics import (
@@ -78,31 +79,6 @@ def test_evaluate_matches_oracle_hypothesis(seed, n_users, n_items, denominator)
     res = evaluate(s, csr(ho, n_items), exclude=csr(ex, n_items), metrics=metrics,
                    recall_denominator=denominator)
     assert_close(res.per_user, oracle(s, ho, ex, metrics, recall_denominator=denominator))
-
-
-def vae_cf_ndcg(X_pred, heldout_batch, k=100):
-    """dawenl/vae_cf NDCG_binary_at_k_batch (bottleneck argpartition -> numpy)."""
-    batch_users = X_pred.shape[0]
-    idx_topk_part = np.argpartition(-X_pred, k, axis=1)
-    topk_part = X_pred[np.arange(batch_users)[:, np.newaxis], idx_topk_part[:, :k]]
-    idx_part = np.argsort(-topk_part, axis=1)
-    idx_topk = idx_topk_part[np.arange(batch_users)[:, np.newaxis], idx_part]
-    tp = 1. / np.log2(np.arange(2, k + 2))
-    DCG = (heldout_batch[np.arange(batch_users)[:, np.newaxis], idx_topk].toarray()
-           * tp).sum(axis=1)
-    IDCG = np.array([(tp[:min(n, k)]).sum() for n in heldout_batch.getnnz(axis=1)])
-    return DCG / IDCG
-
-
-def vae_cf_recall(X_pred, heldout_batch, k=100):
-    """dawenl/vae_cf Recall_at_k_batch."""
-    batch_users = X_pred.shape[0]
-    idx = np.argpartition(-X_pred, k, axis=1)
-    X_pred_binary = np.zeros_like(X_pred, dtype=bool)
-    X_pred_binary[np.arange(batch_users)[:, np.newaxis], idx[:, :k]] = True
-    X_true_binary = (heldout_batch > 0).toarray()
-    tmp = (np.logical_and(X_true_binary, X_pred_binary).sum(axis=1)).astype(np.float32)
-    return tmp / np.minimum(k, X_true_binary.sum(axis=1))
 
 
 def test_agrees_with_vae_cf_on_tie_free_data():

@@ -15,7 +15,7 @@ from test_metrics_oracle import ALL_METRICS, assert_close, csr, oracle
 torch = pytest.importorskip("torch")
 
 from evcf_fast.metrics import DeviceCSR, EvaluationResult, evaluate  # noqa: E402
-from evcf_fast.metrics_torch import masked_topk_torch  # noqa: E402
+from evcf_fast.metrics.torch_path import masked_topk_torch  # noqa: E402
 
 CUDA = torch.cuda.is_available()
 

@@ -47,3 +47,36 @@ def test_cli_reports_errors_without_traceback(tmp_path, capsys):
     assert code == 2
     err = capsys.readouterr().err
     assert err.startswith("evcf info: error:") and "Traceback" not in err
+
+
+# The public surface as it stood before the architecture step (issue 8); names may be added,
+# never removed or moved without a deprecation.
+PUBLIC_NAMES = {
+    "evcf_fast": ["EvaluationResult", "HVamp1VAE", "HVampVAE", "ModelConfig", "MultDAE",
+                  "MultVAE", "SplitDataset", "TrainConfig", "VampVAE", "build_model", "evaluate",
+                  "fit", "make_synthetic", "prepare", "read_interactions",
+                  "strong_generalization_split"],
+    "evcf_fast.metrics": ["EvaluationResult", "METRICS", "MetricSpec", "evaluate",
+                          "evaluate_topk", "numba_threads", "parse_metrics", "topk", "warmup",
+                          "DeviceCSR", "RECALL_DENOMINATORS", "NAN_POLICIES", "BACKENDS",
+                          "TIE_RULE"],
+    "evcf_fast.data": ["SplitConfig"],
+    "evcf_fast.models": ["BaseModel", "HVamp1VAE", "HVampVAE", "MODELS", "ModelConfig",
+                         "MultDAE", "MultVAE", "SparseRows", "VampPriorModel", "VampVAE",
+                         "build_model"],
+    "evcf_fast.train": ["AdamNormGrad", "FitResult", "PRESETS", "TrainConfig", "Trainer", "fit",
+                        "load_model"],
+}
+
+
+@pytest.mark.parametrize("module", sorted(PUBLIC_NAMES))
+def test_public_names_stay_importable(module):
+    import importlib
+
+    mod = importlib.import_module(module)
+    listed = set(getattr(mod, "__all__", ()))
+    for name in PUBLIC_NAMES[module]:
+        assert getattr(mod, name) is not None, f"{module}.{name}"
+    missing = {n for n in PUBLIC_NAMES[module] if n not in listed} - {
+        "DeviceCSR", "RECALL_DENOMINATORS", "NAN_POLICIES", "BACKENDS", "TIE_RULE"}
+    assert not missing, f"{module}.__all__ lacks {sorted(missing)}"

@@ -7,7 +7,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from evcf_fast.train.batches import ArraySplit, DeviceRows, EpochBatches, gather_rows
+from evcf_fast.data.dataset import SplitDataset
+from evcf_fast.train.batches import DeviceRows, EpochBatches, gather_rows
 
 
 def _binary_csr(n_rows, n_cols, density, seed):
@@ -92,10 +93,12 @@ def test_epoch_batches_shuffle_is_seeded_and_changes_each_epoch():
     assert ordered.perm.tolist() == list(range(40))
 
 
-def test_array_split_interface():
+def test_split_dataset_serves_the_trainer():
     tr = _binary_csr(20, 9, 0.3, 0)
     fi, ho = _binary_csr(5, 9, 0.3, 1), _binary_csr(5, 9, 0.3, 2)
-    d = ArraySplit(train=tr, validation=(fi, ho), test=(ho, fi), meta={})
+    d = SplitDataset(train=tr, validation_fold_in=fi, validation_heldout=ho, test_fold_in=ho,
+                     test_heldout=fi, item_ids=np.arange(9), train_user_ids=np.arange(20),
+                     validation_user_ids=np.arange(5), test_user_ids=np.arange(5), meta={})
     assert d.n_items == 9 and d.part("validation") == (fi, ho) and d.part("test") == (ho, fi)
     with pytest.raises(ValueError, match="part must be"):
         d.part("train")

@@ -8,10 +8,10 @@ import torch
 from _train_data import clustered_split, one_torch_thread  # noqa: F401 (autouse)
 
 from evcf_fast.cli import main
+from evcf_fast.cli.train import parse_set
 from evcf_fast.data.dataset import SplitDataset
 from evcf_fast.models import ModelConfig
 from evcf_fast.train import checkpoint as ckpt
-from evcf_fast.train.cli import parse_set
 from evcf_fast.train.inference import item_history, top_k
 from evcf_fast.train.presets import PRESETS, get_preset, resolve, split_overrides
 
@@ -22,9 +22,9 @@ SMALL = ["--set", "hidden_size=16", "--set", "latent_size=4", "--set", "eval_bat
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
     s = clustered_split(n_items=120)
-    ds = SplitDataset(train=s.train, validation_fold_in=s.validation[0],
-                      validation_heldout=s.validation[1], test_fold_in=s.test[0],
-                      test_heldout=s.test[1], item_ids=np.arange(120) * 10 + 7,
+    ds = SplitDataset(train=s.train, validation_fold_in=s.validation_fold_in,
+                      validation_heldout=s.validation_heldout, test_fold_in=s.test_fold_in,
+                      test_heldout=s.test_heldout, item_ids=np.arange(120) * 10 + 7,
                       train_user_ids=np.arange(240) + 1000,
                       validation_user_ids=np.arange(40) + 2000,
                       test_user_ids=np.arange(40) + 3000, meta={"name": "clustered"})
@@ -242,9 +242,9 @@ def test_evaluate_run_errors(run_dir, tmp_path, capsys):
     assert main(["evaluate", "--run", str(tmp_path), "--quiet"]) == 2
     assert "a run directory written by `evcf train`" in capsys.readouterr().err
     other = clustered_split(n_items=130, seed=5)
-    ds = SplitDataset(train=other.train, validation_fold_in=other.validation[0],
-                      validation_heldout=other.validation[1], test_fold_in=other.test[0],
-                      test_heldout=other.test[1], item_ids=np.arange(130),
+    ds = SplitDataset(train=other.train, validation_fold_in=other.validation_fold_in,
+                      validation_heldout=other.validation_heldout, test_fold_in=other.test_fold_in,
+                      test_heldout=other.test_heldout, item_ids=np.arange(130),
                       train_user_ids=np.arange(240), validation_user_ids=np.arange(40) + 300,
                       test_user_ids=np.arange(40) + 400, meta={})
     wrong = ds.save(tmp_path / "other")

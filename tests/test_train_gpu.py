@@ -14,7 +14,7 @@ from evcf_fast.models import ModelConfig
 from evcf_fast.train import TrainConfig, fit
 from evcf_fast.train import checkpoint as ckpt
 from evcf_fast.train.batches import DeviceRows, EpochBatches, gather_rows
-from evcf_fast.train.loop import EvalPart, evaluate_part
+from evcf_fast.train.evaluation import EvalPart, evaluate_part
 from evcf_fast.train.optim import AdamNormGrad
 
 pytestmark = [pytest.mark.gpu,
@@ -50,7 +50,7 @@ def test_fit_on_cuda(data, tmp_path, name, optimizer, bf16):
     assert 0 < res.test.mean["ndcg@100"] <= 1
     # a CUDA checkpoint loads on the CPU and scores like the CUDA model
     model, _ = ckpt.load_model(tmp_path / "run", device="cpu")
-    x = torch.from_numpy(data.test[0][:10].toarray())
+    x = torch.from_numpy(data.test_fold_in[:10].toarray())
     torch.testing.assert_close(model.scores(x), res.model.scores(x.cuda()).cpu(), rtol=1e-4,
                                atol=1e-5)
 

@@ -60,7 +60,7 @@ def test_fit_in_memory_logs_the_schedule_and_evaluates_the_best_epoch(data):
     assert set(res.test.mean) == set(TrainConfig().test_metrics)
     assert all(np.isfinite(res.test.stderr[m]) for m in res.test.mean)
     # the returned model holds the best weights: re-validating gives the best metric
-    from evcf_fast.train.loop import EvalPart, evaluate_part
+    from evcf_fast.train.evaluation import EvalPart, evaluate_part
     again = evaluate_part(res.model, EvalPart(*data.part("validation"), "cpu"),
                           metrics=("ndcg@100",), batch_size=7)
     assert again.mean["ndcg@100"] == pytest.approx(res.best_metric, abs=1e-12)
@@ -124,7 +124,7 @@ def test_run_directory_contents_and_reload(data, tmp_path):
     assert set(last["rng"]) >= {"torch_cpu", "numpy", "python", "shuffle"}
     assert last["versions"]["torch"] == torch.__version__
     model, payload = ckpt.load_model(out)
-    x = torch.from_numpy(data.test[0][:5].toarray())
+    x = torch.from_numpy(data.test_fold_in[:5].toarray())
     torch.testing.assert_close(model.scores(x), res.model.scores(x), rtol=0, atol=0)
     test = json.loads((out / "test.json").read_text())
     assert test["best_epoch"] == payload["epoch"] == res.best_epoch

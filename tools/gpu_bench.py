@@ -166,7 +166,8 @@ def bench_one(data, *, model_name, optimizer, args, n_items, small):
     return {"model": model_name, "optimizer": optimizer, "bf16": tcfg.bf16, "tf32": tcfg.tf32,
             "input": tcfg.input, "compile": bool(args.compile),
             "steps": rec["steps"], "epoch_s": epoch_s, "epoch_s_all": times,
-            "val_s": statistics.median(val_times[1:]), "val_users": data.validation[0].shape[0],
+            "val_s": statistics.median(val_times[1:]),
+            "val_users": data.validation_fold_in.shape[0],
             "val_ndcg@100": ndcg, "loss": rec["loss"], "peak_gpu_gib": peak_gpu,
             "rss_gib": rss, "peak_rss_gib": peak_rss}
 
@@ -192,7 +193,7 @@ def main(argv=None) -> int:
     _import_library()
     import torch
 
-    from evcf_fast.train.batches import ArraySplit
+    from evcf_fast.data.dataset import SplitDataset
 
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("gpu_bench: CUDA is not available; use --device cpu (with --small)")
@@ -209,8 +210,11 @@ def main(argv=None) -> int:
         train = synthetic_csr(n_users, n_items, mean_nnz, seed=1)
         fold_in = synthetic_csr(val_users, n_items, mean_nnz * 0.8, seed=2)
         heldout = synthetic_csr(val_users, n_items, mean_nnz * 0.2, seed=3)
-        data = ArraySplit(train=train, validation=(fold_in, heldout), test=(fold_in, heldout),
-                          meta={"synthetic": shape})
+        data = SplitDataset(train=train, validation_fold_in=fold_in, validation_heldout=heldout,
+                            test_fold_in=fold_in, test_heldout=heldout,
+                            item_ids=np.arange(n_items), train_user_ids=np.arange(n_users),
+                            validation_user_ids=np.arange(val_users),
+                            test_user_ids=np.arange(val_users), meta={"synthetic": shape})
         print(f"# {shape}: {n_users} x {n_items}, nnz {train.nnz} "
               f"({train.nnz / n_users:.1f}/row), generated in {time.perf_counter() - t0:.1f}s",
               flush=True)

@@ -27,6 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from evcf_fast.data.synthetic import PRESETS
+
 _CHILD = """
 import json, resource, sys, time
 t = time.perf_counter()
@@ -58,9 +60,10 @@ def main(argv=None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     raw, out = work / "netflix", work / "netflix_split"
     s = args.scale
-    sizes = dict(n_users=round(463_435 * s), n_positives=round(56_880_037 * s),
-                 n_rows=round(100_480_507 * s))
-    n_heldout = round(40_000 * s)
+    netflix = PRESETS["netflix"]
+    sizes = dict(n_users=round(netflix.n_users * s), n_positives=round(netflix.n_positives * s),
+                 n_rows=round(netflix.n_rows * s))
+    n_heldout = round(netflix.n_heldout * s)
     try:
         t = time.perf_counter()
         if not raw.exists():

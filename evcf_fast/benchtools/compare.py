@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .._checks import is_real, must_be
 from .results import BenchmarkResult, BenchmarkRun
 from .stats import (
     N_BOOT,
@@ -132,12 +133,11 @@ def compare_runs(baseline: BenchmarkRun, candidate: BenchmarkRun, *, threshold: 
     Comparison
         Rows in the candidate's order, plus missing/added benchmark names and warnings.
     """
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) \
-            or not 0.0 <= threshold < 10.0:
-        raise ValueError(f"threshold must be a number in [0, 10), got {threshold!r}")
+    if not is_real(threshold) or not 0.0 <= threshold < 10.0:
+        raise ValueError(must_be("threshold", "a number in [0, 10)", repr(threshold)))
     confidence = check_confidence(confidence)
     if n_boot < 100:
-        raise ValueError(f"n_boot must be >= 100 for a usable interval, got {n_boot}")
+        raise ValueError(must_be("n_boot", ">= 100 for a usable interval", n_boot))
     rng = np.random.default_rng(seed)
     common = [name for name in candidate.benchmarks if name in baseline.benchmarks]
     missing = tuple(n for n in baseline.benchmarks if n not in candidate.benchmarks)

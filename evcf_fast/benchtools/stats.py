@@ -22,6 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats as sps
 
+from .._checks import check_choice, is_real, must_be, type_name
+
 N_BOOT = 2000
 # Above this many elements (n * n_boot) direct resampling gives way to the rank distribution.
 _DIRECT_LIMIT = 4_000_000
@@ -102,9 +104,8 @@ def bootstrap_medians(x, *, n_boot: int = N_BOOT, seed: int | np.random.Generato
     """
     x = _check_sample(x, "x")
     if n_boot < 1:
-        raise ValueError(f"n_boot must be >= 1, got {n_boot}")
-    if method not in ("auto", "direct", "rank"):
-        raise ValueError(f"method must be one of ['auto', 'direct', 'rank'], got {method!r}")
+        raise ValueError(must_be("n_boot", ">= 1", n_boot))
+    check_choice(method, "method", ("auto", "direct", "rank"))
     rng = np.random.default_rng(seed)
     if method == "direct" or (method == "auto" and x.size * n_boot <= _DIRECT_LIMIT):
         return _direct_medians(x, n_boot, rng)
@@ -156,10 +157,10 @@ def percentile_interval(replicates, *, point: float, confidence: float) -> Ratio
 
 def check_confidence(confidence: float) -> float:
     """Validate a confidence level (``0 < confidence < 1``) and return it as a float."""
-    if isinstance(confidence, bool) or not isinstance(confidence, (int, float)):
-        raise TypeError(f"confidence must be a float, got {type(confidence).__name__}")
+    if not is_real(confidence):
+        raise TypeError(must_be("confidence", "a float", type_name(confidence)))
     if not 0.0 < confidence < 1.0:
-        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+        raise ValueError(must_be("confidence", "in (0, 1)", confidence))
     return float(confidence)
 
 

@@ -19,16 +19,19 @@ from pathlib import Path
 from .. import __version__
 from .._progress import progress as _progress
 from . import readers
+from .config import SplitConfig
 from .dataset import SplitDataset
-from .split import _check_params, split_positives
+from .split import split_positives
 
 
 def prepare(paths, out_dir: str | os.PathLike | None = None, *, n_heldout: int | None,
             format: str = "auto", user_col: str | None = None, item_col: str | None = None,
             rating_col: str | None = None, timestamp_col: str | None = None,
             separator: str | None = None, has_header: bool | None = None,
-            min_rating: float | None = 3.5, min_user_count: int = 5, seed: int = 98765,
-            heldout_fraction: float = 0.2, exact: bool = True, overwrite: bool = False,
+            min_rating: float | None = SplitConfig.min_rating,
+            min_user_count: int = SplitConfig.min_user_count, seed: int = SplitConfig.seed,
+            heldout_fraction: float = SplitConfig.heldout_fraction,
+            exact: bool = SplitConfig.exact, overwrite: bool = False,
             progress: bool = True, hash_sources: bool = True,
             name: str | None = None) -> SplitDataset:
     """Read raw interaction files, split them, and optionally write the dataset directory.
@@ -44,7 +47,8 @@ def prepare(paths, out_dir: str | os.PathLike | None = None, *, n_heldout: int |
         Validation users, and test users (10,000 for ML-20M, 40,000 for Netflix). None only for
         pre-split input, whose split is given.
     format : str
-        One of ``readers.FORMATS`` or ``"presplit"``.
+        One of :data:`evcf_fast.data.config.PREPARE_FORMATS`: ``readers.FORMATS`` or
+        ``"presplit"``.
     user_col, item_col, rating_col, timestamp_col, separator, has_header
         Column and parsing options for generic CSV/TSV/Parquet input.
     min_rating : float or None
@@ -87,13 +91,14 @@ def prepare(paths, out_dir: str | os.PathLike | None = None, *, n_heldout: int |
         return ds
     if n_heldout is None:
         raise TypeError("n_heldout is required (the number of validation and of test users)")
-    _check_params(n_heldout=n_heldout, min_rating=min_rating, min_user_count=min_user_count,
-                  heldout_fraction=heldout_fraction)
+    config = SplitConfig(n_heldout=n_heldout, min_rating=min_rating,
+                         min_user_count=min_user_count, seed=seed,
+                         heldout_fraction=heldout_fraction, exact=exact)
     sources = readers.resolve_sources(plist, format=format, user_col=user_col,
                                       item_col=item_col, rating_col=rating_col,
                                       timestamp_col=timestamp_col, separator=separator,
                                       has_header=has_header)
-    if min_rating is not None and not sources[0].has_rating:
+    if config.min_rating is not None and not sources[0].has_rating:
         raise ValueError(f"{str(sources[0].path)!r} has no rating column, so min_rating="
                          f"{min_rating} cannot be applied; pass min_rating=None (--implicit) for "
                          f"implicit data, or name the column (--rating-col)")
@@ -101,8 +106,8 @@ def prepare(paths, out_dir: str | os.PathLike | None = None, *, n_heldout: int |
     bar = _progress(total=3, desc="prepare", unit="step", enabled=progress)
     bar.set_postfix_str("parse")
     stats = {}
-    positives = readers.collect_sources(sources, with_timestamp=False, min_rating=min_rating,
-                                        stats=stats)
+    positives = readers.collect_sources(sources, with_timestamp=False,
+                                        min_rating=config.min_rating, stats=stats)
     t_parse = time.perf_counter()
     # the split is mostly one core (compiled, GIL-free kernels): hash the sources meanwhile
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
@@ -117,9 +122,7 @@ def prepare(paths, out_dir: str | os.PathLike | None = None, *, n_heldout: int |
                 timespec="seconds"),
         }
         ds = split_positives(positives["user"], positives["item"], n_rows=stats["n_rows"],
-                             n_heldout=n_heldout, min_rating=min_rating,
-                             min_user_count=min_user_count, seed=seed,
-                             heldout_fraction=heldout_fraction, exact=exact, meta=meta)
+                             **config.to_dict(), meta=meta)
         del positives
         t_split = time.perf_counter()
         ds.meta["sources"] = hashes.result()
@@ -137,7 +140,7 @@ def prepare(paths, out_dir: str | os.PathLike | None = None, *, n_heldout: int |
 def _describe_sources(sources, hash_sources: bool) -> list[dict]:
     out = []
     for s in sources:
-        files = s.files if s.kind == "netflix_dir" else (s.path,)
+        files = s.input_files
         h = hashlib.sha256() if hash_sources else None
         size = 0
         for f in files:

@@ -19,7 +19,9 @@ Everything is vectorised (Polars/NumPy) or a compiled O(rows) kernel. Step 6 rep
 MT19937 stream in a compiled kernel: legacy NumPy implements ``choice(n, k, replace=False)`` as
 ``permutation(n)[:k]``, a Fisher-Yates shuffle with masked rejection sampling, and the kernel
 repeats exactly those draws (bit-identical; tests/test_data_split.py proves it against
-``RandomState.choice``, and :func:`legacy_heldout_draw_python` is the plain-loop version).
+``RandomState.choice`` and against the plain-loop version in tests/reference.py).
+
+The parameters and their defaults are :class:`~evcf_fast.data.config.SplitConfig`'s.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import polars as pl
 from evcf_fast.kernels import split as K
 
 from .._progress import progress as _progress
+from .config import SplitConfig
 from .dataset import SplitDataset, make_csr
 
 #: A held-out user needs at least this many in-vocabulary rows to get targets (hard-coded 5 in
@@ -41,9 +44,11 @@ _DENSE_ID_LIMIT = 1 << 24
 
 
 def strong_generalization_split(interactions: pl.DataFrame, *, n_heldout: int,
-                                min_rating: float | None = 3.5, min_user_count: int = 5,
-                                seed: int = 98765, heldout_fraction: float = 0.2,
-                                exact: bool = True, progress: bool = False,
+                                min_rating: float | None = SplitConfig.min_rating,
+                                min_user_count: int = SplitConfig.min_user_count,
+                                seed: int = SplitConfig.seed,
+                                heldout_fraction: float = SplitConfig.heldout_fraction,
+                                exact: bool = SplitConfig.exact, progress: bool = False,
                                 meta: dict | None = None) -> SplitDataset:
     """Split an interactions table into train / validation / test users (strong generalization).
 
@@ -75,31 +80,31 @@ def strong_generalization_split(interactions: pl.DataFrame, *, n_heldout: int,
     -------
     SplitDataset
     """
-    _check_params(n_heldout=n_heldout, min_rating=min_rating, min_user_count=min_user_count,
-                  heldout_fraction=heldout_fraction)
+    config = SplitConfig(n_heldout=n_heldout, min_rating=min_rating,
+                         min_user_count=min_user_count, seed=seed,
+                         heldout_fraction=heldout_fraction, exact=exact)
     for col in ("user", "item"):
         if col not in interactions.columns:
             raise ValueError(f"interactions must have columns user and item, got "
                              f"{interactions.columns}")
     n_rows = interactions.height
-    if min_rating is not None:
+    if config.min_rating is not None:
         if "rating" not in interactions.columns:
             raise ValueError("min_rating is set but the interactions have no rating column; "
                              "pass min_rating=None (--implicit) for implicit data")
         if not interactions.schema["rating"].is_numeric():
             raise ValueError(f"rating column must be numeric, got "
                              f"{interactions.schema['rating']}")
-        interactions = interactions.filter(pl.col("rating") > min_rating)
-    return split_positives(interactions["user"], interactions["item"], n_rows=n_rows,
-                           n_heldout=n_heldout, min_rating=min_rating,
-                           min_user_count=min_user_count, seed=seed,
-                           heldout_fraction=heldout_fraction, exact=exact, progress=progress,
-                           meta=meta)
+        interactions = interactions.filter(pl.col("rating") > config.min_rating)
+    return _split(interactions["user"], interactions["item"], config, n_rows=n_rows,
+                  progress=progress, meta=meta)
 
 
 def split_positives(user: pl.Series, item: pl.Series, *, n_rows: int, n_heldout: int,
-                    min_rating: float | None, min_user_count: int = 5, seed: int = 98765,
-                    heldout_fraction: float = 0.2, exact: bool = True, progress: bool = False,
+                    min_rating: float | None, min_user_count: int = SplitConfig.min_user_count,
+                    seed: int = SplitConfig.seed,
+                    heldout_fraction: float = SplitConfig.heldout_fraction,
+                    exact: bool = SplitConfig.exact, progress: bool = False,
                     meta: dict | None = None) -> SplitDataset:
     """Steps 2-6 of :func:`strong_generalization_split` on already rating-filtered rows.
 
@@ -107,8 +112,17 @@ def split_positives(user: pl.Series, item: pl.Series, *, n_rows: int, n_heldout:
     metadata; :func:`evcf_fast.data.pipeline.prepare` filters inside the Polars scan and calls
     this directly.
     """
-    _check_params(n_heldout=n_heldout, min_rating=min_rating, min_user_count=min_user_count,
-                  heldout_fraction=heldout_fraction)
+    config = SplitConfig(n_heldout=n_heldout, min_rating=min_rating,
+                         min_user_count=min_user_count, seed=seed,
+                         heldout_fraction=heldout_fraction, exact=exact)
+    return _split(user, item, config, n_rows=n_rows, progress=progress, meta=meta)
+
+
+def _split(user: pl.Series, item: pl.Series, config: SplitConfig, *, n_rows: int,
+           progress: bool, meta: dict | None) -> SplitDataset:
+    n_heldout, min_rating = config.n_heldout, config.min_rating
+    min_user_count, seed = config.min_user_count, config.seed
+    heldout_fraction, exact = config.heldout_fraction, config.exact
     bar = _progress(total=6, desc="split", unit="step", enabled=progress)
     n_positive = user.len()
     if n_positive == 0:
@@ -180,9 +194,7 @@ def split_positives(user: pl.Series, item: pl.Series, *, n_rows: int, n_heldout:
         "n_heldout_rows_out_of_vocab": out_of_vocab,
         "n_heldout_users_without_targets": without_targets,
     }
-    params = {"n_heldout": n_heldout, "min_rating": min_rating, "min_user_count": min_user_count,
-              "seed": seed, "heldout_fraction": heldout_fraction, "exact": exact}
-    full_meta = {**(meta or {}), "params": params, "counts": counts_meta}
+    full_meta = {**(meta or {}), "params": config.to_dict(), "counts": counts_meta}
     vd, te = blocks["validation"], blocks["test"]
     ds = SplitDataset(
         train=make_csr(tr_ptr, tr_ind, n_items), validation_fold_in=vd[0],
@@ -200,8 +212,8 @@ def legacy_heldout_draw(optr: np.ndarray, *, seed: int, fraction: float) -> np.n
     ``optr`` delimits each held-out user's in-vocabulary rows (users in ascending id order, rows
     in file order); returns the held-out flag of every row. Runs the compiled replay of the
     legacy MT19937 stream (:func:`evcf_fast.kernels.split.legacy_heldout_draw`), bit-identical
-    to :func:`legacy_heldout_draw_python` (tests/test_data_split.py checks both against
-    ``RandomState.choice``).
+    to the plain loop over ``RandomState.permutation`` in tests/reference.py
+    (tests/test_data_split.py checks both against ``RandomState.choice``).
     """
     key, pos = _mt_state(seed)
     return K.legacy_heldout_draw(np.asarray(optr, np.int64), key, pos, float(fraction),
@@ -211,22 +223,6 @@ def legacy_heldout_draw(optr: np.ndarray, *, seed: int, fraction: float) -> np.n
 def _mt_state(seed: int):
     state = np.random.RandomState(seed).get_state()
     return state[1].astype(np.uint32), np.array([state[2]], np.int64)
-
-
-def legacy_heldout_draw_python(optr: np.ndarray, *, seed: int, fraction: float) -> np.ndarray:
-    """:func:`legacy_heldout_draw` as a plain loop over ``RandomState.permutation``.
-
-    ``choice(n, k, replace=False)`` is ``permutation(n)[:k]`` in legacy NumPy (same values, same
-    state afterwards), and is called for every user with ``n >= 5`` even when ``k == 0``.
-    """
-    permutation = np.random.RandomState(seed).permutation
-    flag = np.zeros(int(optr[-1]), np.bool_)
-    sizes = np.diff(optr)
-    users = np.flatnonzero(sizes >= MIN_ROWS_TO_SPLIT)
-    for start, n in zip(optr[users].tolist(), sizes[users].tolist()):
-        k = int(fraction * n)  # float64 product, truncated: int(0.2 * 15) == 3
-        flag[start + permutation(n)[:k]] = True
-    return flag
 
 
 def factorize(s: pl.Series, *, sort: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -261,18 +257,3 @@ def factorize(s: pl.Series, *, sort: bool) -> tuple[np.ndarray, np.ndarray]:
                                                maintain_order="left")["code"])
         return codes.to_numpy(), uniques.to_numpy().astype(str)
     raise TypeError(f"column {s.name} must hold integer or string ids, got {dtype}")
-
-
-def _check_params(*, n_heldout, min_rating, min_user_count, heldout_fraction):
-    if isinstance(n_heldout, bool) or not isinstance(n_heldout, (int, np.integer)):
-        raise TypeError(f"n_heldout must be an int, got {type(n_heldout).__name__}")
-    if n_heldout < 0:
-        raise ValueError(f"n_heldout must be >= 0, got {n_heldout}")
-    if min_rating is not None and not isinstance(min_rating, (int, float, np.number)):
-        raise TypeError(f"min_rating must be a number or None, got {type(min_rating).__name__}")
-    if isinstance(min_user_count, bool) or not isinstance(min_user_count, (int, np.integer)):
-        raise TypeError(f"min_user_count must be an int, got {type(min_user_count).__name__}")
-    if min_user_count < 1:
-        raise ValueError(f"min_user_count must be >= 1, got {min_user_count}")
-    if not 0.0 <= heldout_fraction < 1.0:
-        raise ValueError(f"heldout_fraction must be in [0, 1), got {heldout_fraction}")

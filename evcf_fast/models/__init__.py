@@ -12,42 +12,45 @@ Example::
 
 from __future__ import annotations
 
-from .base import BaseModel, VampPriorModel
+import importlib
+
+# ModelConfig is light (no torch): the CLI builds its --help from MODEL_NAMES without torch.
 from .config import MODEL_NAMES, ModelConfig
-from .hvamp import HVampVAE
-from .hvamp1 import HVamp1VAE
-from .layers import SparseRows
-from .multdae import MultDAE
-from .multvae import MultVAE
-from .vamp import VampVAE
 
-MODELS: dict[str, type[BaseModel]] = {
-    "multvae": MultVAE,
-    "multdae": MultDAE,
-    "vamp": VampVAE,
-    "hvamp": HVampVAE,
-    "hvamp1": HVamp1VAE,
+# public name -> module; imported on first use so that ``import evcf_fast.models`` (and the CLI)
+# does not load torch until a model is really built
+_LAZY = {
+    "BaseModel": "base",
+    "VampPriorModel": "base",
+    "HVampVAE": "hvamp",
+    "HVamp1VAE": "hvamp1",
+    "SparseRows": "layers",
+    "MultDAE": "multdae",
+    "MultVAE": "multvae",
+    "VampVAE": "vamp",
+    "MODELS": "registry",
+    "build_model": "registry",
 }
-assert set(MODELS) == set(MODEL_NAMES)  # internal invariant: registry and config agree
+
+__all__ = ["BaseModel", "HVamp1VAE", "HVampVAE", "MODELS", "MODEL_NAMES", "ModelConfig",
+           "MultDAE", "MultVAE", "SparseRows", "VampPriorModel", "VampVAE", "build_model"]
 
 
-def build_model(cfg: ModelConfig) -> BaseModel:
-    """Instantiate the model class that ``cfg.model`` names.
-
-    Parameters
-    ----------
-    cfg : ModelConfig
-
-    Returns
-    -------
-    BaseModel
-        An ``nn.Module`` in training mode, float32 on the CPU (move it with ``.to``);
-        ``model.cfg`` is ``cfg``.
-    """
-    if not isinstance(cfg, ModelConfig):
-        raise TypeError(f"cfg must be a ModelConfig, got {type(cfg).__name__}")
-    return MODELS[cfg.model](cfg)
+def __getattr__(name: str):
+    if name in _LAZY:
+        try:
+            module = importlib.import_module(f"{__name__}.{_LAZY[name]}")
+        except ModuleNotFoundError as exc:
+            if exc.name != "torch":
+                raise
+            raise ImportError(f"evcf_fast.models.{name} needs PyTorch, which is not installed: "
+                              f"pip install 'evcf_fast[train]' (see the README for a CPU-only "
+                              f"torch)") from None
+        value = getattr(module, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["BaseModel", "HVamp1VAE", "HVampVAE", "MODELS", "ModelConfig", "MultDAE", "MultVAE",
-           "SparseRows", "VampPriorModel", "VampVAE", "build_model"]
+def __dir__():
+    return __all__

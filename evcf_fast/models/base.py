@@ -5,21 +5,21 @@
 ``prepare_eval()`` caches the VampPrior's pseudo-input encodings for evaluation passes.
 A subclass provides ``_forward(rows, training)`` (logits and whatever its KL needs) and
 ``_kl(latents, training)``; the VampPrior models also ``_encode_top`` (the q(z|x) or q(z2|x)
-network applied to already processed rows).
+network applied to already processed rows). ``HierarchicalVampModel`` holds the KL shared by the
+two-latent models (H+Vamp and its one-hidden-layer variant).
 """
 
 from __future__ import annotations
-
-import math
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .._checks import check_float, must_be, type_name
 from .config import ModelConfig
 from .layers import Rows, as_rows, dropout_rows, normalize_rows
 from .likelihood import LOG_LIKELIHOODS
-from .priors import vamp_log_prior
+from .priors import log_normal_diag, vamp_log_prior
 
 
 class BaseModel(nn.Module):
@@ -30,7 +30,7 @@ class BaseModel(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         if not isinstance(cfg, ModelConfig):
-            raise TypeError(f"cfg must be a ModelConfig, got {type(cfg).__name__}")
+            raise TypeError(must_be("cfg", "a ModelConfig", type_name(cfg)))
         if cfg.model != self.model_name:
             raise ValueError(f"{type(self).__name__} needs cfg.model={self.model_name!r}, got "
                              f"{cfg.model!r}; build_model(cfg) picks the class")
@@ -75,10 +75,7 @@ class BaseModel(nn.Module):
             already added to the loss) when present.
         """
         if not isinstance(beta, Tensor):
-            if isinstance(beta, bool) or not isinstance(beta, (int, float)):
-                raise TypeError(f"beta must be a float, got {type(beta).__name__}")
-            if not (math.isfinite(beta) and beta >= 0):
-                raise ValueError(f"beta must be finite and >= 0, got {beta}")
+            check_float(beta, "beta", minimum=0)
         rows = self._rows(x)
         logits, latents = self._forward(rows, training=self.training)
         nll = -self._log_lik(logits, rows).mean()
@@ -182,3 +179,17 @@ class VampPriorModel(BaseModel):
     def _apply(self, fn, *args, **kwargs):
         self._eval_cache = None
         return super()._apply(fn, *args, **kwargs)
+
+
+class HierarchicalVampModel(VampPriorModel):
+    """A ``VampPriorModel`` with two stochastic layers: z1 (bottom) and z2 (top, VampPrior).
+
+    ``_forward`` returns the latents ``(z1, z1_mu, z1_lv, z2, z2_mu, z2_lv, pz1_mu, pz1_lv)``:
+    the samples, the posteriors q(z1|x, z2) and q(z2|x), and the conditional prior p(z1|z2).
+    """
+
+    def _kl(self, latents, *, training: bool) -> Tensor:
+        """One-sample KL: log q(z1|x,z2) + log q(z2|x) - log p(z1|z2) - log p(z2), (B,)."""
+        z1, z1_mu, z1_lv, z2, z2_mu, z2_lv, pz1_mu, pz1_lv = latents
+        return (log_normal_diag(z1, z1_mu, z1_lv) + log_normal_diag(z2, z2_mu, z2_lv)
+                - log_normal_diag(z1, pz1_mu, pz1_lv) - self.log_prior(z2, training=training))

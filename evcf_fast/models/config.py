@@ -6,8 +6,11 @@ One frozen, keyword-only dataclass describes every architecture of the family; t
 
 from __future__ import annotations
 
-import math
+import dataclasses
 from dataclasses import dataclass
+
+from .._checks import check_bool, check_float, check_int, must_be
+from .._config import dataclass_from_dict, to_plain
 
 MODEL_NAMES = ("multvae", "multdae", "vamp", "hvamp", "hvamp1")
 LIKELIHOODS = ("multinomial", "bernoulli")
@@ -19,22 +22,9 @@ INITS = ("he", "xavier")
 VAMP_FAMILY = ("vamp", "hvamp", "hvamp1")
 
 
-def _check_int(name: str, value, *, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-
-
-def _check_float(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a float, got {type(value).__name__}")
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value}")
-    return float(value)
-
-
-def _check_choice(name: str, value, choices: tuple[str, ...]) -> None:
+def _check_known(name: str, value, choices: tuple[str, ...]) -> None:
+    # "unknown model 'vae'; expected one of [...]": ModelConfig's published wording, kept rather
+    # than _checks.check_choice's "model must be one of [...], got 'vae'"
     if value not in choices:
         raise ValueError(f"unknown {name} {value!r}; expected one of {list(choices)}")
 
@@ -109,31 +99,26 @@ class ModelConfig:
     dae_l2: float = 0.0
 
     def __post_init__(self):
-        _check_choice("model", self.model, MODEL_NAMES)
-        _check_int("n_items", self.n_items, minimum=1)
-        _check_int("hidden_size", self.hidden_size, minimum=1)
-        _check_int("latent_size", self.latent_size, minimum=1)
-        _check_int("latent2_size", self.latent2_size, minimum=1)
-        _check_int("num_layers", self.num_layers, minimum=1)
-        _check_int("n_components", self.n_components, minimum=1)
+        _check_known("model", self.model, MODEL_NAMES)
+        for name in ("n_items", "hidden_size", "latent_size", "latent2_size", "num_layers",
+                     "n_components"):
+            self._set(name, check_int(getattr(self, name), name, minimum=1))
         for name in ("gated", "normalize_pseudoinputs", "pseudoinput_dropout"):
-            if not isinstance(getattr(self, name), bool):
-                raise TypeError(f"{name} must be a bool, got {type(getattr(self, name)).__name__}")
+            check_bool(getattr(self, name), name)
         if self.likelihood is None:
             default = "bernoulli" if self.model in VAMP_FAMILY else "multinomial"
-            object.__setattr__(self, "likelihood", default)
-        _check_choice("likelihood", self.likelihood, LIKELIHOODS)
-        _check_choice("kl", self.kl, KL_ESTIMATORS)
-        _check_choice("init", self.init, INITS)
-        object.__setattr__(self, "dropout", _check_float("dropout", self.dropout))
+            self._set("likelihood", default)
+        _check_known("likelihood", self.likelihood, LIKELIHOODS)
+        _check_known("kl", self.kl, KL_ESTIMATORS)
+        _check_known("init", self.init, INITS)
+        self._set("dropout", check_float(self.dropout, "dropout"))
         if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+            raise ValueError(must_be("dropout", "in [0, 1)", self.dropout))
         for name in ("pseudoinputs_mean", "pseudoinputs_std", "dae_l2"):
-            object.__setattr__(self, name, _check_float(name, getattr(self, name)))
-        if self.pseudoinputs_std < 0:
-            raise ValueError(f"pseudoinputs_std must be >= 0, got {self.pseudoinputs_std}")
-        if self.dae_l2 < 0:
-            raise ValueError(f"dae_l2 must be >= 0, got {self.dae_l2}")
+            self._set(name, check_float(getattr(self, name), name))
+        for name in ("pseudoinputs_std", "dae_l2"):
+            if getattr(self, name) < 0:
+                raise ValueError(must_be(name, ">= 0", getattr(self, name)))
         if self.dae_l2 != 0 and self.model != "multdae":
             raise ValueError(f"dae_l2 is the Mult-DAE weight penalty; expected 0 for "
                              f"model={self.model!r}, got {self.dae_l2}")
@@ -146,11 +131,23 @@ class ModelConfig:
         if self.logvar_clip is not None:
             clip = self.logvar_clip
             if not isinstance(clip, (tuple, list)) or len(clip) != 2:
-                raise TypeError(f"logvar_clip must be a (low, high) pair or None, got {clip!r}")
-            low, high = (_check_float("logvar_clip", v) for v in clip)
+                raise TypeError(must_be("logvar_clip", "a (low, high) pair or None", repr(clip)))
+            low, high = (check_float(v, "logvar_clip") for v in clip)
             if not low < high:
                 raise ValueError(f"logvar_clip must have low < high, got ({low}, {high})")
-            object.__setattr__(self, "logvar_clip", (low, high))
+            self._set("logvar_clip", (low, high))
+
+    def _set(self, name: str, value) -> None:
+        object.__setattr__(self, name, value)
+
+    def to_dict(self) -> dict:
+        """Plain JSON-able dict (tuples become lists), as checkpoints and config.json store it."""
+        return to_plain(dataclasses.asdict(self))
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ModelConfig:
+        """Inverse of :meth:`to_dict`; unknown keys and type mismatches are errors."""
+        return dataclass_from_dict(cls, d)
 
     @property
     def is_vamp(self) -> bool:

@@ -14,13 +14,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .base import VampPriorModel
+from .base import HierarchicalVampModel
 from .config import ModelConfig
 from .layers import Dense, GaussianHead, Rows, dropout_rows, normalize_rows, reparameterize, stack
-from .priors import log_normal_diag
 
 
-class HVampVAE(VampPriorModel):
+class HVampVAE(HierarchicalVampModel):
     """Two stochastic layers z1 (bottom) and z2 (top, VampPrior)."""
 
     model_name = "hvamp"
@@ -64,11 +63,6 @@ class HVampVAE(VampPriorModel):
         h = torch.cat([self.p_x_z1(z1), self.p_x_z2(z2)], 1)
         logits = self.decoder_out(self.p_x_joint(h))
         return logits, (z1, z1_mu, z1_lv, z2, z2_mu, z2_lv, pz1_mu, pz1_lv)
-
-    def _kl(self, latents, *, training: bool) -> Tensor:
-        z1, z1_mu, z1_lv, z2, z2_mu, z2_lv, pz1_mu, pz1_lv = latents
-        return (log_normal_diag(z1, z1_mu, z1_lv) + log_normal_diag(z2, z2_mu, z2_lv)
-                - log_normal_diag(z1, pz1_mu, pz1_lv) - self.log_prior(z2, training=training))
 
 
 __all__ = ["HVampVAE"]

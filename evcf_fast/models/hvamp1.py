@@ -14,13 +14,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .base import VampPriorModel
+from .base import HierarchicalVampModel
 from .config import ModelConfig
 from .layers import Dense, GaussianHead, Rows, dropout_rows, normalize_rows, reparameterize
-from .priors import log_normal_diag
 
 
-class HVamp1VAE(VampPriorModel):
+class HVamp1VAE(HierarchicalVampModel):
     """Two stochastic layers, one hidden layer per network."""
 
     model_name = "hvamp1"
@@ -53,11 +52,6 @@ class HVamp1VAE(VampPriorModel):
         pz1_mu, pz1_lv = self.p_z1(self.p_z1_in(z2))
         logits = self.decoder_out(self.p_x_in(torch.cat([z1, z2], 1)))
         return logits, (z1, z1_mu, z1_lv, z2, z2_mu, z2_lv, pz1_mu, pz1_lv)
-
-    def _kl(self, latents, *, training: bool) -> Tensor:
-        z1, z1_mu, z1_lv, z2, z2_mu, z2_lv, pz1_mu, pz1_lv = latents
-        return (log_normal_diag(z1, z1_mu, z1_lv) + log_normal_diag(z2, z2_mu, z2_lv)
-                - log_normal_diag(z1, pz1_mu, pz1_lv) - self.log_prior(z2, training=training))
 
 
 __all__ = ["HVamp1VAE"]

@@ -4,6 +4,11 @@
 evaluates the best checkpoint on the test users; ``TrainConfig`` holds the training settings and
 :mod:`evcf_fast.train.presets` the authors' and Liang et al.'s recipes. Heavy modules are imported
 lazily so that ``import evcf_fast.train`` stays cheap.
+
+Modules: ``loop`` (Trainer and fit), ``evaluation`` (scoring a held-out part), ``run_folder`` (the
+run directory, resume checks, configs from config.json), ``checkpoint`` (atomic .pt files, RNG
+states), ``batches`` (device-resident CSR), ``config``, ``optim``, ``schedules``, ``presets``,
+``inference`` (top-k from a trained run), ``plot``.
 """
 
 from __future__ import annotations

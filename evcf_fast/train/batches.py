@@ -145,26 +145,3 @@ class EpochBatches:
             lo, hi = self.bounds[i], self.bounds[i + 1]
             crow = self.crow[start:stop + 1] - lo
             yield self.rows.as_tensor(crow, self.col[lo:hi], stop - start), self.perm[start:stop]
-
-
-@dataclass(frozen=True)
-class ArraySplit:
-    """A minimal in-memory dataset with the interface ``fit`` reads from ``SplitDataset``.
-
-    Handy for synthetic benchmarks and tests that must not depend on the data engine (the GPU
-    machine has no polars).
-    """
-
-    train: object                      # scipy CSR, (n_train_users, n_items)
-    validation: tuple[object, object]  # (fold_in, heldout) scipy CSR
-    test: tuple[object, object]        # (fold_in, heldout) scipy CSR
-    meta: dict
-
-    @property
-    def n_items(self) -> int:
-        return int(self.train.shape[1])
-
-    def part(self, name: str):
-        if name not in ("validation", "test"):
-            raise ValueError(f"part must be 'validation' or 'test', got {name!r}")
-        return getattr(self, name)

@@ -8,7 +8,7 @@ A run directory holds
   python, the batch-shuffle generator) as tensors, library versions and a dataset fingerprint;
 * ``best.pt``: the weights with the best validation metric, its configs and fingerprint (what
   ``evcf evaluate --run`` and ``evcf recommend`` load);
-* ``config.json``, ``log.jsonl``, ``test.json`` (written by :mod:`evcf_fast.train.loop`).
+* ``config.json``, ``log.jsonl``, ``test.json`` (written by :mod:`evcf_fast.train.run_folder`).
 
 Configs are stored as plain dicts, RNG states as tensors, so nothing needs unpickling of arbitrary
 classes (nanoGPT stores ``model_args`` the same way; STYLE.md 10.6).
@@ -149,11 +149,10 @@ def load_checkpoint(path, *, map_location="cpu") -> dict:
 
 
 def model_config_from_dict(d: dict):
-    """Rebuild a ``ModelConfig`` from its stored plain dict."""
+    """Rebuild a ``ModelConfig`` from its stored plain dict (``ModelConfig.from_dict``)."""
     from ..models import ModelConfig
-    from .config import config_from_dict
 
-    return config_from_dict(ModelConfig, d)
+    return ModelConfig.from_dict(d)
 
 
 def load_model(run, *, device="cpu", which: str = BEST):

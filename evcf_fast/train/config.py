@@ -9,8 +9,10 @@ stopping with patience 50 on validation NDCG@100, seed 14. Liang et al.'s Mult-V
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
+
+from .._checks import check_bool, check_choice, check_float, check_int, must_be, type_name
+from .._config import dataclass_from_dict, to_plain
 
 OPTIMIZERS = ("adam", "adamnormgrad")
 BETA_SCHEDULES = ("epoch", "step")
@@ -52,35 +54,38 @@ class TrainConfig:
     checkpoint_every: int = 1          # epochs between resumable checkpoints (and the last one)
 
     def __post_init__(self):
-        _check_int("epochs", self.epochs, 1)
-        _check_int("batch_size", self.batch_size, 1)
-        _check_choice("optimizer", self.optimizer, OPTIMIZERS)
-        _check_float("lr", self.lr, positive=True)
-        _check_float("weight_decay", self.weight_decay)
-        _check_choice("beta_schedule", self.beta_schedule, BETA_SCHEDULES)
-        _check_float("max_beta", self.max_beta)
-        _check_int("warmup", self.warmup, 0)
-        _check_float("anneal_cap", self.anneal_cap)
-        _check_int("total_anneal_steps", self.total_anneal_steps, 0)
-        if self.patience is not None:
-            _check_int("patience", self.patience, 0)
-        _check_int("seed", self.seed, 0)
-        _check_choice("device", self.device, DEVICES)
+        self._set("epochs", check_int(self.epochs, "epochs", minimum=1))
+        self._set("batch_size", check_int(self.batch_size, "batch_size", minimum=1))
+        check_choice(self.optimizer, "optimizer", OPTIMIZERS)
+        self._set("lr", check_float(self.lr, "lr", positive=True))
+        self._set("weight_decay", check_float(self.weight_decay, "weight_decay", minimum=0))
+        check_choice(self.beta_schedule, "beta_schedule", BETA_SCHEDULES)
+        self._set("max_beta", check_float(self.max_beta, "max_beta", minimum=0))
+        self._set("warmup", check_int(self.warmup, "warmup", minimum=0))
+        self._set("anneal_cap", check_float(self.anneal_cap, "anneal_cap", minimum=0))
+        self._set("total_anneal_steps",
+                  check_int(self.total_anneal_steps, "total_anneal_steps", minimum=0))
+        self._set("patience", check_int(self.patience, "patience", minimum=0, allow_none=True))
+        self._set("seed", check_int(self.seed, "seed", minimum=0))
+        check_choice(self.device, "device", DEVICES)
         for name in ("bf16", "tf32", "fused"):
-            if not isinstance(getattr(self, name), bool):
-                raise TypeError(f"{name} must be a bool, got {type(getattr(self, name)).__name__}")
-        _check_choice("input", self.input, INPUTS)
-        _check_int("eval_batch_size", self.eval_batch_size, 1)
+            check_bool(getattr(self, name), name)
+        check_choice(self.input, "input", INPUTS)
+        self._set("eval_batch_size", check_int(self.eval_batch_size, "eval_batch_size", minimum=1))
         if not isinstance(self.val_metric, str):
-            raise TypeError(f"val_metric must be a str, got {type(self.val_metric).__name__}")
+            raise TypeError(must_be("val_metric", "a str", type_name(self.val_metric)))
         if isinstance(self.test_metrics, str) or not all(isinstance(m, str)
                                                          for m in self.test_metrics):
-            raise TypeError(f"test_metrics must be a tuple of metric strings, "
-                            f"got {self.test_metrics!r}")
+            raise TypeError(must_be("test_metrics", "a tuple of metric strings",
+                                    repr(self.test_metrics)))
         if not self.test_metrics:
             raise ValueError("test_metrics must name at least one metric, got ()")
-        object.__setattr__(self, "test_metrics", tuple(self.test_metrics))
-        _check_int("checkpoint_every", self.checkpoint_every, 1)
+        self._set("test_metrics", tuple(self.test_metrics))
+        self._set("checkpoint_every",
+                  check_int(self.checkpoint_every, "checkpoint_every", minimum=1))
+
+    def _set(self, name: str, value) -> None:
+        object.__setattr__(self, name, value)
 
     def to_dict(self) -> dict:
         """Plain JSON-able dict (tuples become lists)."""
@@ -88,50 +93,8 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
-        """Inverse of :meth:`to_dict`; unknown keys are an error."""
-        return config_from_dict(cls, d)
+        """Inverse of :meth:`to_dict`; unknown keys and type mismatches are errors."""
+        return dataclass_from_dict(cls, d)
 
 
-def to_plain(value):
-    """Tuples to lists, recursively, so configs are JSON-able and weights_only-loadable."""
-    if isinstance(value, dict):
-        return {k: to_plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_plain(v) for v in value]
-    return value
-
-
-def config_from_dict(cls, d: dict):
-    """Build a frozen config dataclass from a plain dict (lists back to tuples).
-
-    Raises
-    ------
-    ValueError
-        If ``d`` has keys that are not fields of ``cls``.
-    """
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(d) - names)
-    if unknown:
-        raise ValueError(f"unknown {cls.__name__} field(s) {unknown}; "
-                         f"expected some of {sorted(names)}")
-    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
-
-
-def _check_int(name, value, lo):
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < lo:
-        raise ValueError(f"{name} must be >= {lo}, got {value}")
-
-
-def _check_float(name, value, *, positive=False):
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a float, got {type(value).__name__}")
-    if not math.isfinite(value) or value < 0 or (positive and value == 0):
-        bound = "> 0" if positive else ">= 0"
-        raise ValueError(f"{name} must be finite and {bound}, got {value}")
-
-
-def _check_choice(name, value, choices):
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
+config_from_dict = dataclass_from_dict  # the former name of the shared helper, kept importable

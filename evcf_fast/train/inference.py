@@ -7,31 +7,18 @@ mode, and the items of the history are excluded from recommendations.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 
+from .._checks import is_int, must_be
 from ..errors import IncompatibleDatasetError
 from . import checkpoint as ckpt
 from .batches import DeviceRows
-from .loop import resolve_device, score_blocks
-
-
-def run_data_dir(run, data=None) -> str:
-    """The dataset directory of a run: ``data`` when given, else the one in its config.json."""
-    if data is not None:
-        return str(data)
-    cfg_path = Path(run) / "config.json"
-    if not cfg_path.exists():
-        raise FileNotFoundError(f"{str(cfg_path)!r} not found; is {str(run)!r} a run directory "
-                                f"written by `evcf train`? (or pass --data DIR)")
-    stored = json.loads(cfg_path.read_text()).get("data")
-    if not stored:
-        raise ValueError(f"{cfg_path} records no dataset directory; pass --data DIR")
-    return stored
+from .evaluation import resolve_device, score_blocks
+from .run_folder import run_data_dir
 
 
 def load_run(run, *, data=None, device="cpu"):
@@ -79,8 +66,9 @@ def top_k(model, histories, *, k: int = 10, device="cpu", batch_size: int = 2000
     (ndarray, ndarray)
         Item column indices (n, k) int64, -1 for padding, and their scores (n, k) float32.
     """
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValueError(f"k must be an int >= 1, got {k!r}")
+    if not is_int(k) or k < 1:
+        raise ValueError(must_be("k", "an int >= 1", repr(k)))
+    k = int(k)
     n_items = histories.shape[1]
     k_eff = min(k, n_items)
     scores = score_rows(model, histories, device=device, batch_size=batch_size)

@@ -12,13 +12,16 @@ read back once per epoch (a NaN/inf loss raises :class:`~evcf_fast.errors.NonFin
 the end of that epoch, before anything is written, so the last good checkpoint survives); the
 validation loss is not computed (it is a diagnostic only in the authors' code); a run can be
 resumed exactly from its last checkpoint.
+
+Scoring a held-out part lives in :mod:`evcf_fast.train.evaluation`, the run directory and the
+resume checks in :mod:`evcf_fast.train.run_folder`; :func:`fit` reads top to bottom: data, run
+folder, trainer, epochs with their checkpoints, test.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import math
 import random
 import sys
@@ -29,27 +32,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .._io import atomic_file
 from .._progress import progress as progress_bar
 from ..errors import IncompatibleDatasetError, NonFiniteLossError
 from . import checkpoint as ckpt
+from . import run_folder
 from .batches import DeviceRows, EpochBatches
 from .config import TrainConfig
+from .evaluation import EvalPart, evaluate_part, resolve_device
 from .optim import make_optimizer
 from .schedules import EarlyStopping, beta_epoch, beta_step, early_stopping_update
-
-# TrainConfig fields that may change when a run is resumed: they do not change the trajectory
-RESUMABLE_CHANGES = ("epochs", "eval_batch_size", "test_metrics", "checkpoint_every", "patience")
-
-
-def resolve_device(device: str) -> torch.device:
-    """``"auto"`` -> cuda when available, else cpu; ``"cuda"`` without CUDA is an error."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device='cuda' requested but CUDA is not available (torch "
-                         f"{torch.__version__}); use device='cpu' (--device cpu)")
-    return torch.device(device)
 
 
 @contextlib.contextmanager
@@ -64,56 +55,6 @@ def _matmul_precision(tf32: bool):
         yield
     finally:
         torch.set_float32_matmul_precision(previous)
-
-
-class EvalPart:
-    """A held-out part (fold-in and held-out CSR) prepared on the device once."""
-
-    def __init__(self, fold_in, heldout, device):
-        from ..metrics import DeviceCSR
-
-        self.fold_in = DeviceRows(fold_in, device)
-        self.fold_in_dev = DeviceCSR.from_scipy(fold_in, device)
-        self.heldout_dev = DeviceCSR.from_scipy(heldout, device)
-        self.n_users = int(fold_in.shape[0])
-
-
-@torch.no_grad()
-def score_blocks(model, rows: DeviceRows, *, batch_size: int, dense: bool = False):
-    """Yield ``(start, stop, scores)`` for consecutive row blocks of ``rows`` (eval mode)."""
-    model.eval()
-    if hasattr(model, "prepare_eval"):
-        model.prepare_eval()
-    for start in range(0, rows.n_rows, batch_size):
-        stop = min(start + batch_size, rows.n_rows)
-        x = rows.block(start, stop)
-        yield start, stop, model.scores(x.to_dense() if dense else x).float()
-
-
-def evaluate_part(model, part: EvalPart, *, metrics, batch_size: int, dense: bool = False):
-    """Metrics of ``model`` on a prepared part, evaluated block by block on its device.
-
-    Returns
-    -------
-    EvaluationResult
-        Concatenated over the blocks (per-user values in row order).
-    """
-    from ..metrics import EvaluationResult, evaluate, parse_metrics
-
-    specs = parse_metrics(tuple(metrics))
-    results = []
-    for start, stop, scores in score_blocks(model, part.fold_in, batch_size=batch_size,
-                                            dense=dense):
-        heldout = part.heldout_dev.rows(start, stop)
-        if heldout.nnz == 0:  # a block of users without targets: all skipped (NaN), no error
-            nan = np.full(stop - start, np.nan)
-            results.append(EvaluationResult(metrics=specs, per_user={str(s): nan.copy()
-                                                                     for s in specs},
-                                            n_heldout=np.zeros(stop - start, np.int64)))
-            continue
-        results.append(evaluate(scores, heldout, exclude=part.fold_in_dev.rows(start, stop),
-                                metrics=specs))
-    return EvaluationResult.concat(results)
 
 
 def seed_everything(seed: int) -> None:
@@ -265,12 +206,13 @@ class Trainer:
 
     # -- checkpoints ---------------------------------------------------------------------------
 
-    def _configs(self) -> dict:
-        return {"model_config": _model_config_dict(self.model_config),
+    def configs(self) -> dict:
+        """The configs and dataset fingerprint every checkpoint and config.json record."""
+        return {"model_config": self.model_config.to_dict(),
                 "train_config": self.config.to_dict(), "dataset": self.fingerprint}
 
     def last_payload(self) -> dict:
-        return {**self._configs(), "kind": "last", "epoch": self.epoch, "step": self.step,
+        return {**self.configs(), "kind": "last", "epoch": self.epoch, "step": self.step,
                 "model_state": self.model.state_dict(),
                 "optimizer_state": self.optimizer.state_dict(),
                 "early_stopping": dataclasses.asdict(self.stopping),
@@ -278,11 +220,11 @@ class Trainer:
                 "rng": ckpt.capture_rng(self.shuffle)}
 
     def best_payload(self) -> dict:
-        return {**self._configs(), "kind": "best", "epoch": self.stopping.best_epoch,
+        return {**self.configs(), "kind": "best", "epoch": self.stopping.best_epoch,
                 "metric": {self.config.val_metric: self.stopping.best},
                 "model_state": self.best_state}
 
-    def load_last(self, payload: dict, *, path) -> None:
+    def load_last(self, payload: dict) -> None:
         """Restore the state saved by :meth:`last_payload` (configs already checked)."""
         self.model.load_state_dict(payload["model_state"])
         self.optimizer.load_state_dict(payload["optimizer_state"])
@@ -291,40 +233,6 @@ class Trainer:
         self.history = list(payload["history"])
         self.stopped = bool(payload["stopped"])
         ckpt.restore_rng(payload["rng"], self.shuffle)
-
-
-def _model_config_dict(model_config) -> dict:
-    from .config import to_plain
-
-    return to_plain(dataclasses.asdict(model_config))
-
-
-def check_resume_configs(saved: dict, *, model_config, train_config: TrainConfig, path) -> None:
-    """A resumed run must use the checkpoint's model config and trajectory-relevant settings.
-
-    Raises
-    ------
-    IncompatibleDatasetError
-        Another model or item count, or a changed model/train field other than
-        :data:`RESUMABLE_CHANGES`.
-    """
-    old_m, new_m = saved["model_config"], _model_config_dict(model_config)
-    if old_m.get("model") != new_m.get("model") or old_m.get("n_items") != new_m.get("n_items"):
-        raise IncompatibleDatasetError(
-            f"{path}: checkpoint is for model {old_m.get('model')!r} with "
-            f"n_items={old_m.get('n_items')}, got model {new_m.get('model')!r} with "
-            f"n_items={new_m.get('n_items')}")
-    diff = sorted(k for k in set(old_m) | set(new_m) if old_m.get(k) != new_m.get(k))
-    if diff:
-        raise IncompatibleDatasetError(f"{path}: model config differs from the checkpoint in "
-                                       f"{diff}; resume with the same model settings")
-    old_t, new_t = saved["train_config"], train_config.to_dict()
-    diff = sorted(k for k in set(old_t) | set(new_t)
-                  if old_t.get(k) != new_t.get(k) and k not in RESUMABLE_CHANGES)
-    if diff:
-        raise IncompatibleDatasetError(
-            f"{path}: train config differs from the checkpoint in {diff}; only "
-            f"{list(RESUMABLE_CHANGES)} may change when resuming")
 
 
 @dataclass(frozen=True)
@@ -352,12 +260,6 @@ class FitResult:
         return "\n".join(lines)
 
 
-def write_log(path, history: list) -> None:
-    """The per-epoch history as JSON lines, rewritten atomically."""
-    with atomic_file(path) as tmp:
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in history))
-
-
 def fit(data, *, model_config, train_config: TrainConfig, out=None, resume: bool = False,
         progress: bool = True, evaluate_test: bool = True, on_epoch=None) -> FitResult:
     """Train a model with EVCF's procedure and evaluate its best checkpoint on the test users.
@@ -374,7 +276,8 @@ def fit(data, *, model_config, train_config: TrainConfig, out=None, resume: bool
         None trains in memory only.
     resume : bool
         Continue the run in ``out`` from ``last.pt`` exactly (same weights, log and RNG streams as
-        an uninterrupted run). Only :data:`RESUMABLE_CHANGES` of the train config may differ.
+        an uninterrupted run). Only
+        :data:`~evcf_fast.train.run_folder.RESUMABLE_CHANGES` of the train config may differ.
     progress : bool
         Progress bar per epoch and a one-line summary per epoch (stderr).
     evaluate_test : bool
@@ -395,53 +298,24 @@ def fit(data, *, model_config, train_config: TrainConfig, out=None, resume: bool
     FileExistsError, FileNotFoundError
         ``out`` already holds a run (without ``resume``), or has none to resume.
     """
-    data_path = None
-    if isinstance(data, (str, Path)):
-        from ..data.dataset import SplitDataset
-
-        data_path = str(Path(data).resolve())
-        data = SplitDataset.load(data)
+    data, data_path = _as_dataset(data)
     run_dir = Path(out) if out is not None else None
-    last_path = run_dir / ckpt.LAST if run_dir is not None else None
-    saved = None
-    if resume:
-        if run_dir is None:
-            raise ValueError("resume=True needs the run directory (out / --out)")
-        if not last_path.exists():
-            raise FileNotFoundError(f"--resume: no checkpoint {str(last_path)!r} to continue; "
-                                    f"start a new run without --resume")
-        saved = ckpt.load_checkpoint(last_path,
-                                     map_location=resolve_device(train_config.device))
-        ckpt.check_fingerprint(saved["dataset"], ckpt.dataset_fingerprint(data), path=last_path)
-        check_resume_configs(saved, model_config=model_config, train_config=train_config,
-                             path=last_path)
-    elif run_dir is not None and last_path.exists():
-        raise FileExistsError(f"run directory {str(run_dir)!r} already holds a checkpoint; pass "
-                              f"resume=True (--resume) to continue it or choose another --out")
-
+    saved = run_folder.open_run(run_dir, data, model_config=model_config,
+                                train_config=train_config, resume=resume)
     cfg = train_config
     trainer = Trainer(model_config, cfg, data, progress=progress)
     with _matmul_precision(cfg.tf32):
         if saved is not None:
-            trainer.load_last(saved, path=last_path)
-            if trainer.stopping.best_epoch > 0:
-                best = ckpt.load_checkpoint(run_dir / ckpt.BEST, map_location=trainer.device)
-                if int(best["epoch"]) != trainer.stopping.best_epoch and \
-                        int(best["epoch"]) <= trainer.epoch:
-                    raise IncompatibleDatasetError(
-                        f"{run_dir / ckpt.BEST}: holds epoch {best['epoch']} but {last_path} "
-                        f"records best epoch {trainer.stopping.best_epoch}")
-                # a best.pt from a later epoch (killed between the two writes) is reproduced
-                # exactly when that epoch is trained again
-                trainer.best_state = best["model_state"]
+            trainer.load_last(saved)
+            trainer.best_state = run_folder.resumed_best_state(
+                run_dir, best_epoch=trainer.stopping.best_epoch, epoch=trainer.epoch,
+                map_location=trainer.device)
             # a longer budget or patience can revive a run that had stopped
             trainer.stopped = trainer.stopped and _would_stop(trainer)
             del saved
         if run_dir is not None:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            with atomic_file(run_dir / "config.json") as tmp:
-                tmp.write_text(json.dumps({**trainer._configs(), "data": data_path}, indent=2)
-                               + "\n")
+            run_folder.write_config(run_dir, trainer.configs(), data_path=data_path)
+
         best_dirty = False
         while trainer.epoch < cfg.epochs and not trainer.stopped:
             record = trainer.run_epoch()
@@ -450,13 +324,10 @@ def fit(data, *, model_config, train_config: TrainConfig, out=None, resume: bool
                 _print_epoch(record, cfg)
             last_epoch = trainer.epoch == cfg.epochs or trainer.stopped
             if run_dir is not None and (trainer.epoch % cfg.checkpoint_every == 0 or last_epoch):
-                # best first: a kill between the two writes leaves a best.pt from the future,
-                # which the deterministic replay of that epoch rewrites identically
-                if best_dirty:
-                    ckpt.save_checkpoint(run_dir / ckpt.BEST, trainer.best_payload())
-                    best_dirty = False
-                ckpt.save_checkpoint(last_path, trainer.last_payload())
-                write_log(run_dir / "log.jsonl", trainer.history)
+                run_folder.save_checkpoints(run_dir, last=trainer.last_payload(),
+                                            best=trainer.best_payload() if best_dirty else None,
+                                            history=trainer.history)
+                best_dirty = False
             if on_epoch is not None:
                 on_epoch(record)
 
@@ -470,13 +341,20 @@ def fit(data, *, model_config, train_config: TrainConfig, out=None, resume: bool
             test = evaluate_part(model, part, metrics=cfg.test_metrics,
                                  batch_size=cfg.eval_batch_size, dense=cfg.input == "dense")
             if run_dir is not None:
-                with atomic_file(run_dir / "test.json") as tmp:
-                    tmp.write_text(json.dumps({"best_epoch": trainer.stopping.best_epoch,
-                                               **test.to_dict()}, indent=2) + "\n")
+                run_folder.write_test(run_dir, test, best_epoch=trainer.stopping.best_epoch)
     return FitResult(model=model, history=list(trainer.history),
                      best_epoch=trainer.stopping.best_epoch, best_metric=trainer.stopping.best,
                      epochs_run=trainer.epoch, stopped_early=trainer.stopped, test=test,
                      run_dir=run_dir)
+
+
+def _as_dataset(data):
+    """``(dataset, its resolved directory)``; a dataset object comes back with None."""
+    if not isinstance(data, (str, Path)):
+        return data, None
+    from ..data.dataset import SplitDataset
+
+    return SplitDataset.load(data), str(Path(data).resolve())
 
 
 def _would_stop(trainer: Trainer) -> bool:

@@ -27,6 +27,8 @@ import math
 import torch
 from torch.optim import Optimizer
 
+from .._checks import is_int, must_be
+
 
 class AdamNormGrad(Optimizer):
     """Adam on per-tensor normalised gradients (Tomczak & Welling's VampPrior code).
@@ -54,12 +56,13 @@ class AdamNormGrad(Optimizer):
                  eps: float = 1e-8, weight_decay: float = 0.0, norm_eps: float = 1e-7,
                  norm_chunks: int = 1, foreach: bool | None = None):
         if not lr > 0:
-            raise ValueError(f"lr must be > 0, got {lr}")
+            raise ValueError(must_be("lr", "> 0", lr))
         if not (0.0 <= betas[0] < 1.0 and 0.0 <= betas[1] < 1.0):
-            raise ValueError(f"betas must be in [0, 1), got {betas}")
+            raise ValueError(must_be("betas", "in [0, 1)", betas))
         if not eps >= 0 or not norm_eps >= 0 or not weight_decay >= 0:
-            raise ValueError(f"eps, norm_eps and weight_decay must be >= 0, got eps={eps}, "
-                             f"norm_eps={norm_eps}, weight_decay={weight_decay}")
+            raise ValueError(must_be("eps, norm_eps and weight_decay", ">= 0",
+                                     f"eps={eps}, norm_eps={norm_eps}, "
+                                     f"weight_decay={weight_decay}"))
         if foreach is None:
             foreach = hasattr(torch, "_foreach_norm")
         defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
@@ -67,8 +70,8 @@ class AdamNormGrad(Optimizer):
         super().__init__(params, defaults)
         for group in self.param_groups:
             c = group["norm_chunks"]
-            if isinstance(c, bool) or not isinstance(c, int) or c < 1:
-                raise ValueError(f"norm_chunks must be an int >= 1, got {c!r}")
+            if not is_int(c) or c < 1:
+                raise ValueError(must_be("norm_chunks", "an int >= 1", repr(c)))
             for p in group["params"]:
                 if c > 1 and (p.dim() == 0 or p.shape[-1] % c):
                     raise ValueError(f"norm_chunks={c} does not divide the last dimension of a "

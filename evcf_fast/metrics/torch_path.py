@@ -1,7 +1,13 @@
-"""The torch path of :func:`evcf_fast.metrics.evaluate`: masked top-K and metrics on the device.
+"""The torch backend of :func:`evcf_fast.metrics.evaluate`: masked top-K and metrics on the device.
 
 Same definitions as :mod:`evcf_fast.metrics` (Liang et al., WWW 2018; vae_cf semantics), for
 score tensors on a GPU, inside training loops, or forced on the CPU with ``backend="torch"``.
+It also holds :class:`DeviceCSR`, the row structure of a CSR matrix uploaded once to a device.
+
+This is the only file of the package that imports torch at import time; the package reaches it
+lazily (``evcf_fast.metrics.DeviceCSR`` and ``evaluate(..., backend="torch")`` import it on first
+use). It validates through :mod:`.inputs` and reads the registry and tables of :mod:`.spec`, so
+both backends reject the same inputs with the same messages.
 
 How the tie rule (equal scores: the lower item index ranks first) is made exact. ``torch.topk``
 returns the K largest values, but when several items tie at the K-th value it keeps an
@@ -29,7 +35,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from .metrics import METRICS
+from .inputs import _check_csr, _check_has_items, _host_scores, _nan_error
+from .spec import METRICS, _check_ks, _tables
 
 NDCG, RECALL, PRECISION, HITRATE, MRR, MAP = (METRICS[name].code for name in (
     "ndcg", "recall", "precision", "hitrate", "mrr", "map"))
@@ -68,8 +75,6 @@ class DeviceCSR:
         ValueError
             Unsorted or duplicate column indices, or indices outside the matrix.
         """
-        from .metrics import _check_csr
-
         if not sp.issparse(csr):
             raise TypeError(f"csr must be a scipy.sparse CSR matrix/array, got "
                             f"{type(csr).__name__}")
@@ -78,7 +83,7 @@ class DeviceCSR:
 
     @classmethod
     def _from_host(cls, host, shape, device) -> DeviceCSR:
-        """Upload validated host arrays (``metrics._HostCSR``)."""
+        """Upload validated host arrays (``inputs._HostCSR``)."""
         crow = host.indptr - host.indptr[0]
         col = host.indices[host.indptr[0]:host.indptr[-1]]
         device = torch.device(device)
@@ -135,15 +140,12 @@ def _as_device_csr(x, *, name: str, shape: tuple[int, int], device) -> DeviceCSR
         if x.shape != shape:
             raise ValueError(f"{name} has shape {x.shape}, expected {shape} to match scores")
         return x
-    from .metrics import _check_csr  # one validator for every path: same checks, same messages
-
+    # one validator for every path: same checks, same messages
     return DeviceCSR._from_host(_check_csr(x, name=name, shape=shape), shape, device)
 
 
 def _tensor_blocks(scores):
     """(shape, device, iterator factory) for a tensor or for host scores (array, path, memmap)."""
-    from .metrics import _host_scores
-
     if isinstance(scores, torch.Tensor):
         if scores.ndim != 2:
             raise ValueError(f"scores must be 2-D (n_users, n_items), got shape "
@@ -199,8 +201,7 @@ def evaluate_torch(scores, heldout, *, exclude, specs, recall_mode: int, nan_pol
     Returns ``(per_user, n_heldout)`` like the Numba path; see :func:`evcf_fast.metrics.evaluate`
     for the parameters and errors.
     """
-    from ._progress import progress as bar
-    from .metrics import _check_ks, _nan_error, _tables
+    from .._progress import progress as bar
 
     shape, device, block = _tensor_blocks(scores)
     n_rows, n_items = shape
@@ -208,8 +209,7 @@ def evaluate_torch(scores, heldout, *, exclude, specs, recall_mode: int, nan_pol
     ex = None if exclude is None else _as_device_csr(exclude, name="exclude", shape=shape,
                                                      device=device)
     _check_ks(specs, n_items)
-    if ho.nnz == 0:
-        raise ValueError("heldout has no items: every user would be skipped")
+    _check_has_items(ho.nnz)
     ks = [s.k for s in specs]
     codes = [METRICS[s.name].code for s in specs]
     k_top = min(max(ks), n_items)

@@ -20,8 +20,12 @@ from __future__ import annotations
 
 import argparse
 
-_FORMATS = ("auto", "movielens", "netflix", "csv", "tsv", "parquet", "presplit")
+from ..data.config import PREPARE_FORMATS, SplitConfig
+
+# synthetic.PRESETS imports NumPy and Polars; `evcf --help` must not, so the names are listed
+# here and tests/test_data_cli.py checks them against the library's table.
 _PRESETS = ("small", "ml20m", "netflix")
+_HELDOUT_PCT = round(100 * SplitConfig.heldout_fraction)
 
 
 def register(subparsers) -> None:
@@ -30,8 +34,10 @@ def register(subparsers) -> None:
         "prepare", help="raw interaction files -> strong-generalization split directory",
         description="Read raw interactions (MovieLens, Netflix Prize, CSV/TSV/Parquet, or the "
                     "authors' pre-split files), apply the Liang et al. / EVCF preprocessing "
-                    "(rating > 3.5, users with >= 5 interactions, seed-98765 user permutation, "
-                    "80/20 fold-in split of held-out users) and write the dataset directory "
+                    f"(rating > {SplitConfig.min_rating}, users with >= "
+                    f"{SplitConfig.min_user_count} interactions, seed-{SplitConfig.seed} user "
+                    f"permutation, {100 - _HELDOUT_PCT}/{_HELDOUT_PCT} fold-in split of held-out "
+                    "users) and write the dataset directory "
                     "atomically. The split is identical to the reference notebook's unless "
                     "--fast is given.")
     p.add_argument("inputs", nargs="+", metavar="INPUT",
@@ -40,18 +46,20 @@ def register(subparsers) -> None:
     p.add_argument("--n-heldout", type=int, default=None,
                    help="validation users, and test users (10000 for ML-20M, 40000 for "
                         "Netflix); required unless --format presplit")
-    p.add_argument("--format", choices=_FORMATS, default="auto",
+    p.add_argument("--format", choices=PREPARE_FORMATS, default="auto",
                    help="input format (default: detected from names and first lines)")
     rating = p.add_mutually_exclusive_group()
-    rating.add_argument("--min-rating", type=float, default=3.5,
-                        help="keep rows with rating > this (default: 3.5)")
+    rating.add_argument("--min-rating", type=float, default=SplitConfig.min_rating,
+                        help="keep rows with rating > this (default: %(default)s)")
     rating.add_argument("--implicit", action="store_true",
                         help="implicit data: every row is a positive, no rating filter")
-    p.add_argument("--min-user-count", type=int, default=5,
-                   help="keep users with at least this many positives (default: 5)")
-    p.add_argument("--seed", type=int, default=98765, help="split seed (default: 98765)")
-    p.add_argument("--heldout-fraction", type=float, default=0.2,
-                   help="share of each held-out user's items used as targets (default: 0.2)")
+    p.add_argument("--min-user-count", type=int, default=SplitConfig.min_user_count,
+                   help="keep users with at least this many positives (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=SplitConfig.seed,
+                   help="split seed (default: %(default)s)")
+    p.add_argument("--heldout-fraction", type=float, default=SplitConfig.heldout_fraction,
+                   help="share of each held-out user's items used as targets "
+                        "(default: %(default)s)")
     p.add_argument("--fast", action="store_true",
                    help="vectorised 80/20 draw: faster, statistically equivalent, NOT identical "
                         "to the reference notebook's split")
@@ -111,7 +119,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
-    from .pipeline import prepare
+    from ..data.pipeline import prepare
 
     ds = prepare(args.inputs, args.out, n_heldout=args.n_heldout, format=args.format,
                  user_col=args.user_col, item_col=args.item_col, rating_col=args.rating_col,
@@ -131,7 +139,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
-    from .synthetic import synthesize
+    from ..data.synthetic import synthesize
 
     path = synthesize(args.preset, args.out, format=args.format, seed=args.seed,
                       n_heldout=args.n_heldout, overwrite=args.overwrite,
@@ -144,7 +152,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
 def cmd_info(args: argparse.Namespace) -> int:
     import json
 
-    from .dataset import SplitDataset
+    from ..data.dataset import SplitDataset
 
     ds = SplitDataset.load(args.dataset)
     print(json.dumps(ds.meta, indent=2) if args.json else ds.summary())
@@ -152,8 +160,8 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .dataset import SplitDataset
-    from .export import export_presplit
+    from ..data.dataset import SplitDataset
+    from ..data.export import export_presplit
 
     ds = SplitDataset.load(args.dataset)
     path = export_presplit(ds, args.out, overwrite=args.overwrite, progress=not args.quiet)

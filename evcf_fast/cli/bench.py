@@ -72,7 +72,7 @@ def register(subparsers) -> None:
 
 
 def _pick_runs(baseline: str | None, candidate: str | None, storage: Path):
-    from .results import list_runs, resolve_run
+    from ..benchtools.results import list_runs, resolve_run
 
     if baseline is not None and candidate is not None:
         return resolve_run(baseline, storage=storage), resolve_run(candidate, storage=storage)
@@ -92,7 +92,7 @@ def _pick_runs(baseline: str | None, candidate: str | None, storage: Path):
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from .compare import compare_runs, format_comparison
+    from ..benchtools.compare import compare_runs, format_comparison
 
     baseline, candidate = _pick_runs(args.baseline, args.candidate, args.storage)
     result = compare_runs(baseline, candidate, threshold=args.threshold,
@@ -103,8 +103,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .report import write_report
-    from .results import list_runs, resolve_run
+    from ..benchtools.report import write_report
+    from ..benchtools.results import list_runs, resolve_run
 
     if args.runs:
         runs = [resolve_run(spec, storage=args.storage) for spec in args.runs]

@@ -18,11 +18,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-MODEL_CHOICES = ("multvae", "multdae", "vamp", "hvamp", "hvamp1")
+from ..models.config import MODEL_NAMES
+from ..train.config import DEVICES, OPTIMIZERS, TrainConfig
+
+
+def _default(field: str) -> str:
+    """A flag's help suffix: the preset decides, else TrainConfig's own default."""
+    return f"(default: the preset's, else {getattr(TrainConfig, field)!r})"
 
 
 def _preset_help() -> str:
-    from .presets import PRESETS
+    from ..train.presets import PRESETS
 
     return "; ".join(f"{p.name}: {p.description}" for p in PRESETS.values())
 
@@ -43,16 +49,19 @@ def register(subparsers) -> None:
     g.add_argument("--quiet", action="store_true", help="no progress bars or epoch lines")
     g = t.add_argument_group("model")
     g.add_argument("--preset", help=f"named recipe ({_preset_help()})")
-    g.add_argument("--model", choices=MODEL_CHOICES)
+    g.add_argument("--model", choices=MODEL_NAMES,
+                   help="model family (default: the preset's, else multvae)")
     g.add_argument("--gated", action="store_true", default=None, help="GLU hidden layers")
     g = t.add_argument_group("training")
-    g.add_argument("--epochs", type=int)
-    g.add_argument("--batch-size", type=int)
-    g.add_argument("--lr", type=float)
-    g.add_argument("--optimizer", choices=("adam", "adamnormgrad"))
-    g.add_argument("--max-beta", type=float)
-    g.add_argument("--seed", type=int)
-    g.add_argument("--device", choices=("auto", "cpu", "cuda"))
+    g.add_argument("--epochs", type=int, help=f"maximum epochs {_default('epochs')}")
+    g.add_argument("--batch-size", type=int,
+                   help=f"training users per step {_default('batch_size')}")
+    g.add_argument("--lr", type=float, help=f"learning rate {_default('lr')}")
+    g.add_argument("--optimizer", choices=OPTIMIZERS, help=_default("optimizer"))
+    g.add_argument("--max-beta", type=float,
+                   help=f"KL weight after the warm-up {_default('max_beta')}")
+    g.add_argument("--seed", type=int, help=_default("seed"))
+    g.add_argument("--device", choices=DEVICES, help=_default("device"))
     g.add_argument("--bf16", action="store_true", default=None, help="bf16 autocast (CUDA)")
     g.add_argument("--tf32", action="store_true", default=None, help="TF32 matmuls (CUDA)")
     g.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -71,7 +80,7 @@ def register(subparsers) -> None:
     who.add_argument("--items", metavar="I1,I2,...", help="comma-separated raw item ids")
     r.add_argument("--k", type=int, default=10)
     r.add_argument("--data", type=Path, help="dataset directory (default: the run's)")
-    r.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu")
+    r.add_argument("--device", choices=DEVICES, default="cpu", help="(default: cpu)")
     r.add_argument("--json", action="store_true", help="print JSON instead of a table")
     r.set_defaults(func=cmd_recommend)
 
@@ -105,34 +114,12 @@ def _overrides(args) -> dict:
 
 
 def cmd_train(args) -> int:
-    import dataclasses
+    from ..train.loop import fit
+    from ..train.run_folder import resolve_configs
 
-    from ..data.dataset import SplitDataset
-    from . import checkpoint as ckpt
-    from .config import TrainConfig
-    from .inference import run_data_dir
-    from .loop import fit
-    from .presets import resolve, split_overrides
-
-    overrides = _overrides(args)
-    stored = None
-    if args.resume and (args.out / "config.json").exists():
-        stored = json.loads((args.out / "config.json").read_text())
-    if args.data is None and stored is None:
-        raise ValueError("--data DIR is required (a split prepared by `evcf prepare`)"
-                         + ("; no run to resume in " + str(args.out) if args.resume else ""))
-    data_dir = Path(run_data_dir(args.out, args.data))
-    ds = SplitDataset.load(data_dir)
-    if stored is not None and args.preset is None:
-        # continue with the run's own configs; explicit flags still apply (e.g. more --epochs)
-        model_over, train_over = split_overrides(overrides)
-        model_cfg = dataclasses.replace(ckpt.model_config_from_dict(stored["model_config"]),
-                                        **model_over)
-        train_cfg = dataclasses.replace(TrainConfig.from_dict(stored["train_config"]),
-                                        **train_over)
-    else:
-        model_cfg, train_cfg = resolve(n_items=ds.n_items, preset=args.preset,
-                                       overrides=overrides)
+    data_dir, model_cfg, train_cfg = resolve_configs(
+        args.out, data=args.data, preset=args.preset, overrides=_overrides(args),
+        resume=args.resume)
     result = fit(data_dir, model_config=model_cfg, train_config=train_cfg, out=args.out,
                  resume=args.resume, progress=not args.quiet)
     print(result.summary())
@@ -141,7 +128,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_recommend(args) -> int:
-    from .inference import item_history, load_run, top_k, user_histories
+    from ..train.inference import item_history, load_run, top_k, user_histories
 
     model, ds, _ = load_run(args.run, data=args.data, device=args.device)
     if args.items is not None:
@@ -172,7 +159,7 @@ def cmd_recommend(args) -> int:
 
 
 def cmd_plot(args) -> int:
-    from .plot import plot_run
+    from ..train.plot import plot_run
 
     print(plot_run(args.run, out=args.out))
     return 0

@@ -1,0 +1,159 @@
+"""Delimited text: CSV/TSV with or without a header (kind ``"delimited"``) and MovieLens
+``ratings.dat`` with ``::`` separators (kind ``"dat"``).
+
+Lazy Polars scans with the rating filter applied while parsing; when the fast path fails, a slow
+line-by-line scan finds the first bad line so the error names it.
+"""
+
+from __future__ import annotations
+
+import csv
+
+import polars as pl
+
+from ...errors import DataFormatError
+from ._common import check_id_dtypes, first_line_of, maybe_decompress, open_text, show
+from .detect import Source
+
+
+def collect_text(src: Source, *, with_timestamp: bool,
+                 min_rating) -> tuple[pl.DataFrame, int]:
+    """A CSV/TSV source -> (table, data rows before the rating filter)."""
+    return _collect(src, _scan_text, _split_text, src.separator,
+                    with_timestamp=with_timestamp, min_rating=min_rating)
+
+
+def collect_dat(src: Source, *, with_timestamp: bool,
+                min_rating) -> tuple[pl.DataFrame, int]:
+    """A MovieLens ``ratings.dat`` source -> (table, data rows before the rating filter)."""
+    return _collect(src, _scan_dat, _split_dat, ":", with_timestamp=with_timestamp,
+                    min_rating=min_rating)
+
+
+def _collect(src: Source, scan, split_rows, count_separator: str, *, with_timestamp,
+             min_rating) -> tuple[pl.DataFrame, int]:
+    df = None
+    for string_ids in (False, True):
+        lf = _filtered(scan(src, string_ids=string_ids, with_timestamp=with_timestamp),
+                       min_rating=min_rating)
+        try:
+            df = lf.collect()
+            break
+        except (pl.exceptions.ComputeError, pl.exceptions.SchemaError,
+                pl.exceptions.InvalidOperationError, pl.exceptions.NoDataError) as exc:
+            if isinstance(exc, pl.exceptions.NoDataError):
+                raise DataFormatError(src.path, None, "the file is empty") from None
+            _diagnose(src, split_rows)  # raises with the line number when it finds one
+            if string_ids:
+                raise DataFormatError(src.path, None, first_line_of(exc)) from None
+            # no malformed line: an id column that looked numeric at first holds strings
+    df = check_id_dtypes(_drop_blank_lines(df, src, split_rows), src.path)
+    if min_rating is None:
+        return df, df.height
+    # a line count without field parsing (fast; blank lines, which are skipped, count too)
+    n = pl.scan_csv(maybe_decompress(src.path), has_header=src.has_header,
+                    separator=count_separator,
+                    infer_schema=False).select(pl.len()).collect().item()
+    return df, n
+
+
+def _scan_dat(src: Source, *, string_ids: bool, with_timestamp: bool) -> pl.LazyFrame:
+    # "::" is two one-byte separators with an empty field between: fields 0, 2, 4, 6
+    raw = pl.scan_csv(maybe_decompress(src.path), has_header=False, separator=":",
+                      infer_schema_length=10_000,
+                      schema_overrides={"column_0": pl.String, "column_2": pl.String}
+                      if string_ids else None)
+    c = raw.collect_schema().names()
+    sel = [pl.col(c[0]).alias("user"), pl.col(c[2]).alias("item"),
+           pl.col(c[4]).alias("rating")]
+    if src.n_fields > 3 and with_timestamp:
+        sel.append(pl.col(c[6]).alias("timestamp"))
+    gaps = [pl.col(c[k]) for k in range(1, len(c), 2)]
+    return raw.select(*sel, _bad=pl.any_horizontal([g.is_not_null() for g in gaps]))
+
+
+def _scan_text(src: Source, *, string_ids: bool, with_timestamp: bool) -> pl.LazyFrame:
+    u, i, r, t = src.columns
+    overrides = {}
+    if src.has_header:
+        names = list(src.columns)
+    else:
+        names = [f"column_{k}" if k is not None else None for k in src.columns]
+    if r is not None:
+        overrides[names[2]] = pl.Float64
+    if string_ids:
+        overrides[names[0]] = pl.String
+        overrides[names[1]] = pl.String
+    lf = pl.scan_csv(maybe_decompress(src.path), has_header=src.has_header,
+                     separator=src.separator, infer_schema_length=10_000,
+                     schema_overrides=overrides or None)
+    sel = [pl.col(names[0]).alias("user"), pl.col(names[1]).alias("item")]
+    if r is not None:
+        sel.append(pl.col(names[2]).alias("rating"))
+    if t is not None and with_timestamp:
+        sel.append(pl.col(names[3]).alias("timestamp"))
+    return lf.select(*sel, _bad=pl.lit(False))
+
+
+def _filtered(lf: pl.LazyFrame, *, min_rating) -> pl.LazyFrame:
+    """Apply the rating filter in the scan; flag rows with missing fields in ``_bad``."""
+    names = lf.collect_schema().names()
+    cols = [c for c in names if c != "_bad"]
+    nulls = pl.any_horizontal([pl.col(c).is_null() for c in names if c != "_bad"])
+    if min_rating is not None:
+        # suspicious rows (missing fields, blank lines) pass the filter so they get reported
+        lf = lf.filter((pl.col("rating") > min_rating) | nulls | pl.col("_bad"))
+        cols = [c for c in cols if c != "rating"]
+    return lf.select(*cols, _bad=pl.col("_bad") | nulls)
+
+
+def _drop_blank_lines(df: pl.DataFrame, src: Source, split_rows) -> pl.DataFrame:
+    """Drop blank lines (as pandas does) and report any other row with a missing field."""
+    if df["_bad"].any():
+        data_cols = [c for c in df.columns if c != "_bad"]
+        blank = pl.all_horizontal([pl.col(c).is_null() for c in data_cols])
+        if df.filter(pl.col("_bad") & ~blank).height:
+            _diagnose(src, split_rows)
+            raise DataFormatError(src.path, None, "a line has missing fields")
+        df = df.filter(~pl.col("_bad"))
+    return df.drop("_bad")
+
+
+# --------------------------------------------------------------------------------------------
+# Slow diagnosis: only after the fast path failed, find the first bad line
+
+
+def _split_text(fh, src: Source):
+    return csv.reader(fh, delimiter=src.separator)
+
+
+def _split_dat(fh, src: Source):
+    return (line.rstrip("\r\n").split("::") for line in fh)
+
+
+def _diagnose(src: Source, split_rows):
+    u, i, r, t = src.columns
+    with open_text(src.path) as fh:
+        idx = None
+        for lineno, fields in enumerate(split_rows(fh, src), start=1):
+            if lineno == 1 and src.has_header:
+                idx = {name: k for k, name in enumerate(f.strip() for f in fields)}
+                expected = len(fields)
+                continue
+            if not fields or fields == [""]:
+                continue  # blank line: skipped, as pandas does
+            n = src.n_fields if not src.has_header else expected
+            if len(fields) != n:
+                raise DataFormatError(src.path, lineno, f"expected {n} fields, got "
+                                                        f"{len(fields)}: {show(fields)}")
+            pos = [idx[c] if idx is not None and c is not None else c for c in (u, i, r)]
+            for what, k in (("user id", pos[0]), ("item id", pos[1])):
+                if not fields[k].strip():
+                    raise DataFormatError(src.path, lineno, f"{what} is missing")
+            if pos[2] is not None:
+                v = fields[pos[2]].strip()
+                try:
+                    float(v)
+                except ValueError:
+                    raise DataFormatError(src.path, lineno, f"rating {v!r} is not a number") \
+                        from None

@@ -1,0 +1,119 @@
+"""The Numba backend: host scores in row blocks through the fused kernels of
+:mod:`evcf_fast.kernels.ranking`.
+
+The public verbs (:mod:`evcf_fast.metrics`) validate their options and turn the scores into
+:class:`~.inputs._ScoreBlocks`; the engines here validate the CSR matrices against the scores'
+shape, run the kernels block by block and report NaN rows. ``evaluate`` and ``topk`` walk the
+blocks with the same loop (:func:`_run_blocks`): a block of a file is mapped only while its
+kernel runs, so peak memory is one chunk whatever the file size.
+
+numba (through the kernels) and tqdm are imported on first use, not at import, so that
+``import evcf_fast.metrics`` stays cheap.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from .inputs import (
+    _check_csr,
+    _check_has_items,
+    _empty_csr,
+    _HostCSR,
+    _nan_error,
+    _ScoreBlocks,
+    numba_threads,
+)
+from .spec import MetricSpec, _check_ks, _kernel_args, _tables
+
+# kernel(block, ex_ptr, ex_idx, start, stop, nan_rows) fills rows [start, stop) of its output
+_BlockKernel = Callable[[np.ndarray, np.ndarray, np.ndarray, int, int, np.ndarray], None]
+
+
+def _exclude(exclude, blocks: _ScoreBlocks) -> _HostCSR:
+    return (_empty_csr(blocks.shape[0]) if exclude is None
+            else _check_csr(exclude, name="exclude", shape=blocks.shape))
+
+
+def _run_blocks(blocks: _ScoreBlocks, ex: _HostCSR, kernel: _BlockKernel, *, nan_policy: str,
+                batch_size: int | None, n_threads: int | None, progress: bool) -> None:
+    """Call ``kernel`` on every row block of the scores, then raise on NaN rows if asked to."""
+    from .._progress import progress as bar
+
+    n_rows = blocks.shape[0]
+    nan_rows = np.zeros(n_rows, np.uint8)
+    step = batch_size or blocks.default_batch(progress)
+    with numba_threads(n_threads), bar(total=n_rows, desc="evaluate", unit="user",
+                                       enabled=progress) as pbar:
+        for start in range(0, n_rows, step):
+            stop = min(start + step, n_rows)
+            ex_ptr, ex_idx = ex.rows(start, stop)
+            with blocks.block(start, stop) as block:
+                kernel(block, ex_ptr, ex_idx, start, stop, nan_rows[start:stop])
+                del block  # lets a file chunk be unmapped on exit
+            pbar.update(stop - start)
+    n_nan = int(nan_rows.sum())
+    if n_nan and nan_policy == "raise":
+        raise _nan_error(n_nan, n_rows, int(np.argmax(nan_rows)))
+
+
+def evaluate_numba(blocks: _ScoreBlocks, heldout, exclude, specs: tuple[MetricSpec, ...], *,
+                   recall_mode: int, nan_policy: str, batch_size: int | None,
+                   n_threads: int | None, progress: bool):
+    """Per-user metric arrays and held-out counts: the engine of ``evaluate(backend="numba")``.
+
+    Returns ``(per_user, n_heldout)``; see :func:`evcf_fast.metrics.evaluate` for the errors.
+    """
+    from ..kernels import ranking
+
+    n_rows, n_items = blocks.shape
+    ho = _check_csr(heldout, name="heldout", shape=blocks.shape)
+    ex = _exclude(exclude, blocks)
+    _check_ks(specs, n_items)
+    _check_has_items(int(ho.indptr[-1] - ho.indptr[0]))
+    ks, codes = _kernel_args(specs)
+    discount, idcg = _tables(int(ks.max()))
+    out = np.empty((n_rows, len(specs)), np.float64)
+
+    def kernel(block, ex_ptr, ex_idx, start, stop, nan_rows):
+        ho_ptr, ho_idx = ho.rows(start, stop)
+        ranking.topk_metrics(block, ex_ptr, ex_idx, ho_ptr, ho_idx, ks, codes, recall_mode,
+                             discount, idcg, out[start:stop], nan_rows)
+
+    _run_blocks(blocks, ex, kernel, nan_policy=nan_policy, batch_size=batch_size,
+                n_threads=n_threads, progress=progress)
+    per_user = {str(s): np.ascontiguousarray(out[:, q]) for q, s in enumerate(specs)}
+    return per_user, ho.counts()
+
+
+def topk_numba(blocks: _ScoreBlocks, exclude, *, k: int, nan_policy: str,
+               batch_size: int | None, n_threads: int | None) -> np.ndarray:
+    """int64 (n_users, k) top-k item indices, -1 padded: the engine of :func:`~.topk`."""
+    from ..kernels import ranking
+
+    ex = _exclude(exclude, blocks)
+    out = np.empty((blocks.shape[0], k), np.int64)
+
+    def kernel(block, ex_ptr, ex_idx, start, stop, nan_rows):
+        ranking.masked_topk(block, ex_ptr, ex_idx, k, out[start:stop], nan_rows)
+
+    _run_blocks(blocks, ex, kernel, nan_policy=nan_policy, batch_size=batch_size,
+                n_threads=n_threads, progress=False)
+    return out
+
+
+def evaluate_topk_numba(top: np.ndarray, ho: _HostCSR, ex: _HostCSR,
+                        specs: tuple[MetricSpec, ...], *, recall_mode: int,
+                        n_threads: int | None) -> dict[str, np.ndarray]:
+    """Per-user metric arrays of validated top-K lists: the engine of ``evaluate_topk``."""
+    from ..kernels import ranking
+
+    ks, codes = _kernel_args(specs)
+    discount, idcg = _tables(int(ks.max()))
+    out = np.empty((top.shape[0], len(specs)), np.float64)
+    with numba_threads(n_threads):
+        ranking.topk_metrics_from_topk(top, ex.indptr, ex.indices, ho.indptr, ho.indices, ks,
+                                       codes, recall_mode, discount, idcg, out)
+    return {str(s): np.ascontiguousarray(out[:, q]) for q, s in enumerate(specs)}

@@ -1,0 +1,120 @@
+"""The value every evaluation returns: :class:`EvaluationResult`.
+
+Kept apart from the backends so that the Numba path, the torch path and ``evaluate_topk`` build
+the same object (means, standard errors, user counts) from their per-user arrays, and so that a
+caller that only reads or combines results needs neither backend.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from .spec import TIE_RULE, MetricSpec
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvaluationResult:
+    """Per-user metric values with their means and standard errors.
+
+    Attributes
+    ----------
+    metrics : tuple of MetricSpec
+        The evaluated metrics, in the order asked for.
+    per_user : dict of str to ndarray
+        ``str(spec)`` -> float64 array of shape (n_users,), NaN for skipped users (no held-out
+        items). Read-only.
+    n_heldout : ndarray
+        int64 number of held-out items per user.
+    recall_denominator : str
+        ``"min"`` or ``"heldout"`` (see :mod:`evcf_fast.metrics`).
+    mean, stderr : dict of str to float
+        Over evaluated users only; ``stderr`` is NaN with fewer than two evaluated users.
+    """
+
+    metrics: tuple[MetricSpec, ...]
+    per_user: dict[str, np.ndarray]
+    n_heldout: np.ndarray
+    recall_denominator: str = "min"
+    mean: dict[str, float] = dataclasses.field(init=False)
+    stderr: dict[str, float] = dataclasses.field(init=False)
+
+    def __post_init__(self):
+        evaluated = self.n_heldout > 0
+        n = int(evaluated.sum())
+        mean, stderr = {}, {}
+        for name, values in self.per_user.items():
+            values.setflags(write=False)
+            v = values[evaluated]
+            mean[name] = float(v.mean()) if n else math.nan
+            stderr[name] = float(v.std(ddof=1) / math.sqrt(n)) if n > 1 else math.nan
+        self.n_heldout.setflags(write=False)
+        object.__setattr__(self, "mean", mean)
+        object.__setattr__(self, "stderr", stderr)
+
+    @property
+    def n_users(self) -> int:
+        """Users (rows) in the evaluation, skipped ones included."""
+        return int(self.n_heldout.shape[0])
+
+    @property
+    def n_evaluated(self) -> int:
+        """Users with at least one held-out item: the ones in the means."""
+        return int((self.n_heldout > 0).sum())
+
+    @property
+    def n_skipped(self) -> int:
+        """Users without held-out items (NaN per-user values, left out of the means)."""
+        return self.n_users - self.n_evaluated
+
+    @classmethod
+    def concat(cls, results: Sequence[EvaluationResult]) -> EvaluationResult:
+        """Combine results of consecutive user blocks into one (per-user arrays concatenated)."""
+        results = list(results)
+        if not results:
+            raise ValueError("results is empty; expected at least one EvaluationResult")
+        first = results[0]
+        for r in results[1:]:
+            if r.metrics != first.metrics or r.recall_denominator != first.recall_denominator:
+                raise ValueError(
+                    f"cannot concatenate results of different evaluations: metrics "
+                    f"{[str(m) for m in first.metrics]} with recall_denominator="
+                    f"{first.recall_denominator!r} vs {[str(m) for m in r.metrics]} with "
+                    f"{r.recall_denominator!r}")
+        per_user = {name: np.concatenate([r.per_user[name] for r in results])
+                    for name in first.per_user}
+        return cls(metrics=first.metrics, per_user=per_user,
+                   n_heldout=np.concatenate([r.n_heldout for r in results]),
+                   recall_denominator=first.recall_denominator)
+
+    def table(self) -> str:
+        """A readable table of means and standard errors plus the user counts."""
+        width = max(len("metric"), *(len(str(m)) for m in self.metrics))
+        lines = [f"{'metric':<{width}}  {'mean':>9}  {'stderr':>9}"]
+        for m in self.metrics:
+            name = str(m)
+            lines.append(f"{name:<{width}}  {self.mean[name]:>9.5f}  {self.stderr[name]:>9.5f}")
+        lines.append(f"{self.n_users} users: {self.n_evaluated} evaluated, {self.n_skipped} "
+                     f"skipped (no held-out items)")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.table()
+
+    def to_dict(self) -> dict:
+        """JSON-able summary: means, standard errors (NaN as None), counts and definitions."""
+        def clean(x: float):
+            return None if math.isnan(x) else x
+        return {
+            "metrics": {str(m): {"mean": clean(self.mean[str(m)]),
+                                 "stderr": clean(self.stderr[str(m)])} for m in self.metrics},
+            "n_users": self.n_users,
+            "n_evaluated": self.n_evaluated,
+            "n_skipped": self.n_skipped,
+            "recall_denominator": self.recall_denominator,
+            "tie_rule": TIE_RULE,
+        }

@@ -1,0 +1,224 @@
+"""The run folder: what a run writes, and how a run is resumed from it.
+
+A run directory holds
+
+* ``config.json``: the model and train configs (plain dicts), the dataset fingerprint and the
+  dataset directory (``"data"``, None for an in-memory dataset);
+* ``log.jsonl``: one JSON record per epoch, rewritten with every checkpoint;
+* ``last.pt`` / ``best.pt``: the checkpoints (:mod:`evcf_fast.train.checkpoint`);
+* ``test.json``: the best weights' test metrics and their epoch.
+
+Resuming continues ``last.pt`` exactly. It needs the same dataset (fingerprint), the same model
+config and the same train config up to :data:`RESUMABLE_CHANGES`. :func:`resolve_configs` rebuilds
+a run's configs from ``config.json`` for ``evcf train --resume``. Every file is written atomically,
+so a killed process leaves the previous version in place.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+from .._io import atomic_file
+from ..errors import IncompatibleDatasetError
+from . import checkpoint as ckpt
+from .config import TrainConfig
+from .evaluation import resolve_device
+
+CONFIG = "config.json"
+LOG = "log.jsonl"
+TEST = "test.json"
+
+# TrainConfig fields that may change when a run is resumed: they do not change the trajectory
+RESUMABLE_CHANGES = ("epochs", "eval_batch_size", "test_metrics", "checkpoint_every", "patience")
+
+
+# -- reading a run folder --------------------------------------------------------------------------
+
+def run_data_dir(run, data=None) -> str:
+    """The dataset directory of a run: ``data`` when given, else the one in its config.json."""
+    if data is not None:
+        return str(data)
+    cfg_path = Path(run) / CONFIG
+    if not cfg_path.exists():
+        raise FileNotFoundError(f"{str(cfg_path)!r} not found; is {str(run)!r} a run directory "
+                                f"written by `evcf train`? (or pass --data DIR)")
+    stored = json.loads(cfg_path.read_text()).get("data")
+    if not stored:
+        raise ValueError(f"{cfg_path} records no dataset directory; pass --data DIR")
+    return stored
+
+
+def stored_configs(run) -> tuple[dict, dict] | None:
+    """The ``(model_config, train_config)`` plain dicts of a run's config.json; None without one.
+
+    Rebuild them with ``ModelConfig.from_dict`` and ``TrainConfig.from_dict``.
+    """
+    path = Path(run) / CONFIG
+    if not path.exists():
+        return None
+    stored = json.loads(path.read_text())
+    return stored["model_config"], stored["train_config"]
+
+
+def resolve_configs(run, *, data=None, preset: str | None = None, overrides: dict | None = None,
+                    resume: bool = False):
+    """The dataset directory and configs of a training run (what ``evcf train`` passes to fit).
+
+    A new run (or a resumed one given a ``preset``) builds its configs from the preset and
+    ``overrides`` for the dataset's item count. A resumed run continues with the configs in its
+    config.json, with ``overrides`` on top (for example more epochs), and reads its dataset
+    directory from there when ``data`` is None.
+
+    Parameters
+    ----------
+    run : str or Path
+        The run directory.
+    data : str or Path, optional
+        The prepared split directory; optional when resuming a run that records one.
+    preset : str, optional
+        A name from :data:`evcf_fast.train.presets.PRESETS`.
+    overrides : dict, optional
+        ModelConfig/TrainConfig field values (routed by ``presets.split_overrides``).
+    resume : bool
+        Whether the run is resumed.
+
+    Returns
+    -------
+    (str, ModelConfig, TrainConfig)
+    """
+    from ..data.dataset import SplitDataset
+    from ..models import ModelConfig
+    from .presets import resolve, split_overrides
+
+    stored = stored_configs(run) if resume else None
+    if data is None and stored is None:
+        raise ValueError("--data DIR is required (a split prepared by `evcf prepare`)"
+                         + ("; no run to resume in " + str(run) if resume else ""))
+    data_dir = run_data_dir(run, data)
+    ds = SplitDataset.load(data_dir)
+    if stored is not None and preset is None:
+        # continue with the run's own configs; explicit overrides still apply (e.g. more epochs)
+        model_over, train_over = split_overrides(dict(overrides or {}))
+        model_cfg = dataclasses.replace(ModelConfig.from_dict(stored[0]), **model_over)
+        train_cfg = dataclasses.replace(TrainConfig.from_dict(stored[1]), **train_over)
+        return data_dir, model_cfg, train_cfg
+    model_cfg, train_cfg = resolve(n_items=ds.n_items, preset=preset, overrides=overrides)
+    return data_dir, model_cfg, train_cfg
+
+
+# -- resuming ------------------------------------------------------------------------------------
+
+def check_resume_configs(saved: dict, *, model_config, train_config: TrainConfig, path) -> None:
+    """A resumed run must use the checkpoint's model config and trajectory-relevant settings.
+
+    Raises
+    ------
+    IncompatibleDatasetError
+        Another model or item count, or a changed model/train field other than
+        :data:`RESUMABLE_CHANGES`.
+    """
+    old_m, new_m = saved["model_config"], model_config.to_dict()
+    if old_m.get("model") != new_m.get("model") or old_m.get("n_items") != new_m.get("n_items"):
+        raise IncompatibleDatasetError(
+            f"{path}: checkpoint is for model {old_m.get('model')!r} with "
+            f"n_items={old_m.get('n_items')}, got model {new_m.get('model')!r} with "
+            f"n_items={new_m.get('n_items')}")
+    diff = sorted(k for k in set(old_m) | set(new_m) if old_m.get(k) != new_m.get(k))
+    if diff:
+        raise IncompatibleDatasetError(f"{path}: model config differs from the checkpoint in "
+                                       f"{diff}; resume with the same model settings")
+    old_t, new_t = saved["train_config"], train_config.to_dict()
+    diff = sorted(k for k in set(old_t) | set(new_t)
+                  if old_t.get(k) != new_t.get(k) and k not in RESUMABLE_CHANGES)
+    if diff:
+        raise IncompatibleDatasetError(
+            f"{path}: train config differs from the checkpoint in {diff}; only "
+            f"{list(RESUMABLE_CHANGES)} may change when resuming")
+
+
+def open_run(run_dir: Path | None, data, *, model_config, train_config: TrainConfig,
+             resume: bool) -> dict | None:
+    """Check the run directory before training; return the checked last.pt payload to resume.
+
+    Returns
+    -------
+    dict or None
+        The ``last.pt`` payload (on the run's device) when ``resume``, else None.
+
+    Raises
+    ------
+    ValueError
+        ``resume`` without a run directory.
+    FileNotFoundError, FileExistsError
+        ``resume`` without a last.pt; a new run in a directory that already holds one.
+    IncompatibleDatasetError
+        The checkpoint is for another dataset, model or trajectory (:func:`check_resume_configs`).
+    """
+    if not resume:
+        if run_dir is not None and (run_dir / ckpt.LAST).exists():
+            raise FileExistsError(f"run directory {str(run_dir)!r} already holds a checkpoint; "
+                                  f"pass resume=True (--resume) to continue it or choose another "
+                                  f"--out")
+        return None
+    if run_dir is None:
+        raise ValueError("resume=True needs the run directory (out / --out)")
+    last_path = run_dir / ckpt.LAST
+    if not last_path.exists():
+        raise FileNotFoundError(f"--resume: no checkpoint {str(last_path)!r} to continue; "
+                                f"start a new run without --resume")
+    saved = ckpt.load_checkpoint(last_path, map_location=resolve_device(train_config.device))
+    ckpt.check_fingerprint(saved["dataset"], ckpt.dataset_fingerprint(data), path=last_path)
+    check_resume_configs(saved, model_config=model_config, train_config=train_config,
+                         path=last_path)
+    return saved
+
+
+def resumed_best_state(run_dir: Path, *, best_epoch: int, epoch: int, map_location) -> dict | None:
+    """The best.pt weights a resumed run continues with; None before any best epoch.
+
+    A best.pt from a later epoch than last.pt (killed between the two writes) is accepted: the
+    deterministic replay of that epoch rewrites it identically.
+    """
+    if best_epoch <= 0:
+        return None
+    best = ckpt.load_checkpoint(run_dir / ckpt.BEST, map_location=map_location)
+    if int(best["epoch"]) != best_epoch and int(best["epoch"]) <= epoch:
+        raise IncompatibleDatasetError(
+            f"{run_dir / ckpt.BEST}: holds epoch {best['epoch']} but {run_dir / ckpt.LAST} "
+            f"records best epoch {best_epoch}")
+    return best["model_state"]
+
+
+# -- writing -------------------------------------------------------------------------------------
+
+def write_config(run_dir: Path, configs: dict, *, data_path: str | None) -> None:
+    """Create the run directory and write config.json (configs, fingerprint, dataset path)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_file(run_dir / CONFIG) as tmp:
+        tmp.write_text(json.dumps({**configs, "data": data_path}, indent=2) + "\n")
+
+
+def write_log(path, history: list) -> None:
+    """The per-epoch history as JSON lines, rewritten atomically."""
+    with atomic_file(path) as tmp:
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in history))
+
+
+def save_checkpoints(run_dir: Path, *, last: dict, best: dict | None, history: list) -> None:
+    """Write best.pt (when given), then last.pt, then log.jsonl.
+
+    Best first: a kill between the two writes leaves a best.pt from the future, which the
+    deterministic replay of that epoch rewrites identically (see :func:`resumed_best_state`).
+    """
+    if best is not None:
+        ckpt.save_checkpoint(run_dir / ckpt.BEST, best)
+    ckpt.save_checkpoint(run_dir / ckpt.LAST, last)
+    write_log(run_dir / LOG, history)
+
+
+def write_test(run_dir: Path, test, *, best_epoch: int) -> None:
+    """test.json: the best epoch and its EvaluationResult."""
+    with atomic_file(run_dir / TEST) as tmp:
+        tmp.write_text(json.dumps({"best_epoch": best_epoch, **test.to_dict()}, indent=2) + "\n")

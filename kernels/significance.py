@@ -1,0 +1,293 @@
+"""Paired significance kernels: Fisher's randomisation (sign-flip) test and a paired bootstrap.
+
+Both work on the per-user differences of many (system vs baseline, metric) pairs at once, one
+row per pair ("column" of the comparison table), so that every random draw is made once and
+reused by all of them.
+
+Array contract (enforced by ``evcf_fast.compare``, assumed here; nothing is validated):
+
+* ``diffs``: float64, C-order, shape ``(n_cols, n_users)``, finite, ``n_users >= 1``: row ``c``
+  holds the paired differences ``system - baseline`` of every user for one pair.
+* ``tol``: float64, shape ``(n_cols,)``, >= 0 (see :func:`sign_flip_counts`).
+* ``seed``: an int in ``[0, 2**64)``; ``n_permutations`` / ``n_resamples``: >= 1.
+
+**Random streams.** Draw ``r`` (a permutation or a bootstrap resample) of a kernel reads its
+own SplitMix64 sequence (Steele, Lea & Flood, "Fast splittable pseudorandom number generators",
+OOPSLA 2014), all arithmetic on uint64, wrapping::
+
+    key     = mix64(seed ^ TAG)                   # TAG: SIGN_FLIP_TAG or BOOTSTRAP_TAG
+    start_r = mix64(key + r)
+    word_t  = mix64(start_r + (t + 1) * GAMMA)    # t = 0, 1, 2, ...
+
+with :func:`mix64` SplitMix64's output function. A draw depends on ``(seed, r)`` alone, never
+on the thread that runs it or on how draws are split into tasks, so results are identical for
+every thread count, and a few lines of pure Python on ints masked to 64 bits reproduce every
+number exactly (``tests/test_compare.py`` does).
+
+**Sign flips** (:func:`sign_flip_counts`). Bit ``j`` of ``word_t`` belongs to user
+``64 t + j``: 1 keeps the user's difference, 0 flips its sign; bits past the last user are
+cleared. With ``S`` the sum of the kept differences the statistic is
+``|sum of signed differences| = |2 S - total|``. Sums are formed in a fixed order, so that
+Python can repeat them bit for bit: users are taken in groups of 8 (``8 g .. 8 g + 7``); a
+group's part is ``0.0`` plus its kept differences in increasing user order, and ``S`` is
+``0.0`` plus the groups' parts in increasing group order. ``total`` is ``S`` with every bit set.
+Each group's 256 possible parts are tabulated once per task and column and then looked up by
+the group's byte of sign bits ("four Russians"; 8 users per addition), which is what makes
+10,000 permutations of 100,000 users cheap.
+
+**Bootstrap** (:func:`bootstrap_means`). Draw ``t`` of a resample (``n_users`` draws) picks
+user ``min(floor(x * n_users), n_users - 1)`` with ``x = (word_t >> 11) * 2**-53``; the
+relative bias of 53-bit uniforms (below ``n_users / 2**53``) is ignored. With ``k_u`` how often
+user ``u`` was drawn, lane ``l`` (0..7) sums ``float(k_u) * diffs[c, u]`` over users
+``u = l (mod 8)`` in increasing order, starting at ``0.0``; the resample's sum is
+``((lane 0 + lane 1) + lane 2) + ... + lane 7`` and its mean that sum ``/ n_users``.
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+_JIT = dict(nogil=True, cache=True)
+
+GAMMA = np.uint64(0x9E3779B97F4A7C15)  # SplitMix64's increment (2**64 / golden ratio)
+_M1 = np.uint64(0xBF58476D1CE4E5B9)
+_M2 = np.uint64(0x94D049BB133111EB)
+_S30 = np.uint64(30)
+_S27 = np.uint64(27)
+_S31 = np.uint64(31)
+_S11 = np.uint64(11)
+_BYTE = np.uint64(0xFF)
+
+#: stream tags: for one seed, the randomisation test and the bootstrap never share draws
+SIGN_FLIP_TAG = np.uint64(0x5349474E464C4950)  # b"SIGNFLIP"
+BOOTSTRAP_TAG = np.uint64(0x424F4F5453545250)  # b"BOOTSTRP"
+
+_MAX_PERMS_PER_TASK = 4096  # permutations of one task share its tables (see _perms_per_task)
+_MIN_PERMS_PER_TASK = 256
+_GROUPS_PER_BLOCK = 512  # groups of 8 users whose sign bytes a task holds at a time
+_RESAMPLES_PER_TASK = 16  # bootstrap resamples per task: their uint8 counts stay in L2
+_USERS_PER_BLOCK = 4096  # users whose differences all resamples of a task use before moving on
+
+
+@nb.njit(inline="always", **_JIT)
+def mix64(z):
+    """SplitMix64's output function (a bijection of uint64; Stafford's "Mix13")."""
+    z = (z ^ (z >> _S30)) * _M1
+    z = (z ^ (z >> _S27)) * _M2
+    return z ^ (z >> _S31)
+
+
+@nb.njit(inline="always", **_JIT)
+def _start(key, r):
+    return mix64(key + np.uint64(r))
+
+
+@nb.njit(inline="always", **_JIT)
+def _word(start, t):
+    return mix64(start + np.uint64(t + 1) * GAMMA)
+
+
+# ---------------------------------------------------------------------------------------------
+# randomisation test
+
+
+@nb.njit(**_JIT)
+def _observed_sums(diffs):
+    """Per column: the sum of all differences, in the group order of the lookups."""
+    m, n = diffs.shape
+    total = np.zeros(m)
+    for c in range(m):
+        s = 0.0
+        for g0 in range(0, n, 8):
+            part = 0.0
+            for u in range(g0, min(n, g0 + 8)):
+                part += diffs[c, u]
+            s += part
+        total[c] = s
+    return total
+
+
+@nb.njit(parallel=True, **_JIT)
+def _sign_flip_counts(diffs, tol, n_permutations, seed, perms_per_task):
+    m, n = diffs.shape
+    n_groups = (n + 7) // 8
+    last_byte = np.uint8((1 << (n - 8 * (n_groups - 1))) - 1)  # users of the last group
+    total = _observed_sums(diffs)
+    key = mix64(np.uint64(seed) ^ SIGN_FLIP_TAG)
+    n_tasks = (n_permutations + perms_per_task - 1) // perms_per_task
+    counts = np.zeros((n_tasks, m), np.int64)
+    for task in nb.prange(n_tasks):
+        p0 = task * perms_per_task
+        n_p = min(perms_per_task, n_permutations - p0)
+        kept = np.zeros((m, n_p))  # per column and permutation: S so far
+        flips = np.empty((_GROUPS_PER_BLOCK, n_p), np.uint8)  # sign byte per group, permutation
+        table = np.empty(256)
+        starts = np.empty(n_p, np.uint64)
+        for i in range(n_p):
+            starts[i] = _start(key, p0 + i)
+        for g0 in range(0, n_groups, _GROUPS_PER_BLOCK):  # a multiple of 8: whole words
+            g1 = min(n_groups, g0 + _GROUPS_PER_BLOCK)
+            for i in range(n_p):
+                for w in range(g0 // 8, (g1 + 7) // 8):
+                    word = _word(starts[i], w)
+                    for k in range(min(8, g1 - 8 * w)):
+                        flips[8 * w + k - g0, i] = np.uint8((word >> np.uint64(8 * k)) & _BYTE)
+            if g1 == n_groups:
+                for i in range(n_p):
+                    flips[g1 - 1 - g0, i] &= last_byte
+            for c in range(m):
+                for g in range(g0, g1):
+                    # table[b] = the group's part for sign byte b, added in increasing user order
+                    table[0] = 0.0
+                    size = 1
+                    for k in range(8):
+                        u = 8 * g + k
+                        v = diffs[c, u] if u < n else 0.0
+                        for b in range(size):
+                            table[size + b] = table[b] + v
+                        size *= 2
+                    row = g - g0
+                    for i in range(n_p):
+                        kept[c, i] += table[flips[row, i]]
+        for c in range(m):
+            threshold = abs(total[c]) - tol[c]
+            for i in range(n_p):
+                if abs(2.0 * kept[c, i] - total[c]) >= threshold:
+                    counts[task, c] += 1
+    out = np.zeros(m, np.int64)
+    for task in range(n_tasks):  # integer counts: the sum cannot depend on the task split
+        for c in range(m):
+            out[c] += counts[task, c]
+    return out
+
+
+def _perms_per_task(n_permutations: int) -> int:
+    # a few tasks per thread for balance, each large enough to amortise its tables
+    threads = nb.get_num_threads()
+    want = -(-n_permutations // (2 * threads))
+    return int(min(_MAX_PERMS_PER_TASK, max(_MIN_PERMS_PER_TASK, want)))
+
+
+def sign_flip_counts(diffs, tol, n_permutations, seed):
+    """Per column: how many of ``n_permutations`` random sign flips are at least as extreme.
+
+    A permutation flips the sign of each user's difference independently with probability 1/2,
+    the same flips for every column (see the module docstring for the stream and the exact
+    summation order). It counts for column ``c`` when its statistic, the absolute sum of the
+    signed differences, is ``>= |sum of the differences| - tol[c]``: ``tol`` keeps statistics
+    that equal the observed one in exact arithmetic (flipped zero differences, ties among
+    discrete metric values) from being lost to rounding; the caller passes a tiny multiple of
+    ``sum |diffs[c]|``.
+
+    The two-sided p-value is then ``(count + 1) / (n_permutations + 1)``: the observed
+    assignment counts as one of the permutations, so that p is never 0 and the test keeps its
+    level (Phipson & Smyth, "Permutation p-values should never be zero", 2010). That division is
+    the caller's.
+
+    Returns
+    -------
+    ndarray of shape (n_cols,), int64
+    """
+    return _sign_flip_counts(diffs, tol, np.int64(n_permutations), np.uint64(seed),
+                             np.int64(_perms_per_task(int(n_permutations))))
+
+
+# ---------------------------------------------------------------------------------------------
+# bootstrap
+
+
+@nb.njit(parallel=True, **_JIT)
+def _bootstrap_means(diffs, n_resamples, seed):
+    m, n = diffs.shape
+    key = mix64(np.uint64(seed) ^ BOOTSTRAP_TAG)
+    scale = 2.0 ** -53
+    out = np.empty((n_resamples, m))
+    n_tasks = (n_resamples + _RESAMPLES_PER_TASK - 1) // _RESAMPLES_PER_TASK
+    overflow = np.zeros(n_tasks, np.int64)
+    for task in nb.prange(n_tasks):
+        r0 = task * _RESAMPLES_PER_TASK
+        n_r = min(_RESAMPLES_PER_TASK, n_resamples - r0)
+        counts = np.zeros((n_r, n), np.uint8)  # how often each user was drawn
+        drawn = np.empty(_USERS_PER_BLOCK, np.uint64)
+        weight = np.empty(_USERS_PER_BLOCK)
+        over = 0
+        for i in range(n_r):
+            start = _start(key, r0 + i)
+            for t0 in range(0, n, _USERS_PER_BLOCK):
+                t1 = min(n, t0 + _USERS_PER_BLOCK)
+                for t in range(t0, t1):  # a pure function of t: vectorised
+                    x = np.float64(_word(start, t) >> _S11) * scale
+                    drawn[t - t0] = np.uint64(min(np.int64(x * n), n - 1))
+                for j in range(t1 - t0):
+                    k = np.int64(counts[i, drawn[j]]) + 1
+                    counts[i, drawn[j]] = k  # wraps to 0 after 255 draws: flagged below
+                    over |= k >> 8
+        overflow[task] = over
+        lanes = np.zeros((n_r, m, 8))
+        for u0 in range(0, n, _USERS_PER_BLOCK):  # a multiple of 8: lane = u % 8
+            u1 = min(n, u0 + _USERS_PER_BLOCK)
+            full = u0 + (u1 - u0) // 8 * 8
+            for i in range(n_r):
+                for u in range(u0, u1):
+                    weight[u - u0] = np.float64(counts[i, u])
+                for c in range(m):
+                    d = diffs[c, u0:u1]
+                    s0 = lanes[i, c, 0]
+                    s1 = lanes[i, c, 1]
+                    s2 = lanes[i, c, 2]
+                    s3 = lanes[i, c, 3]
+                    s4 = lanes[i, c, 4]
+                    s5 = lanes[i, c, 5]
+                    s6 = lanes[i, c, 6]
+                    s7 = lanes[i, c, 7]
+                    for j in range(0, full - u0, 8):  # eight independent sums: one vector op
+                        s0 += weight[j] * d[j]
+                        s1 += weight[j + 1] * d[j + 1]
+                        s2 += weight[j + 2] * d[j + 2]
+                        s3 += weight[j + 3] * d[j + 3]
+                        s4 += weight[j + 4] * d[j + 4]
+                        s5 += weight[j + 5] * d[j + 5]
+                        s6 += weight[j + 6] * d[j + 6]
+                        s7 += weight[j + 7] * d[j + 7]
+                    lanes[i, c, 0] = s0
+                    lanes[i, c, 1] = s1
+                    lanes[i, c, 2] = s2
+                    lanes[i, c, 3] = s3
+                    lanes[i, c, 4] = s4
+                    lanes[i, c, 5] = s5
+                    lanes[i, c, 6] = s6
+                    lanes[i, c, 7] = s7
+                    for u in range(full, u1):  # the last users (only in the last block)
+                        lanes[i, c, u - full] += weight[u - u0] * diffs[c, u]
+        for i in range(n_r):
+            for c in range(m):
+                s = lanes[i, c, 0]
+                for lane in range(1, 8):
+                    s += lanes[i, c, lane]
+                out[r0 + i, c] = s / n
+    return out, overflow.any()
+
+
+def bootstrap_means(diffs, n_resamples, seed):
+    """Means of ``n_resamples`` paired bootstrap resamples of the users, per column.
+
+    A resample draws ``n_users`` users with replacement, the same users for every column, so
+    columns stay paired (see the module docstring for the stream and the summation order).
+    Percentile intervals are the caller's.
+
+    Returns
+    -------
+    ndarray of shape (n_resamples, n_cols), float64
+
+    Raises
+    ------
+    OverflowError
+        If one resample drew a user 256 times (the counts are uint8; the chance is below
+        ``n_users / 256!``).
+    """
+    out, overflow = _bootstrap_means(diffs, np.int64(n_resamples), np.uint64(seed))
+    if overflow:
+        raise OverflowError("a bootstrap resample drew one user 256 times; uint8 counts "
+                            "overflowed (report this: it should never happen)")
+    return out
