@@ -197,6 +197,55 @@ def sign_flip_counts(diffs, tol, n_permutations, seed):
 # bootstrap
 
 
+@nb.njit(fastmath={"reassoc", "contract"}, **_JIT)
+def _dot_tile(w0, w1, w2, w3, d0, d1, d2, d3, sums, i0, c0):
+    """sums[i0 + a, c0 + b] += w_a . d_b for a, b in 0..3: 16 vectorised dot products that
+    share their loads (the summation order within a block is LLVM's)."""
+    s00 = s01 = s02 = s03 = s10 = s11 = s12 = s13 = 0.0
+    s20 = s21 = s22 = s23 = s30 = s31 = s32 = s33 = 0.0
+    for j in range(d0.shape[0]):
+        x0 = d0[j]
+        x1 = d1[j]
+        x2 = d2[j]
+        x3 = d3[j]
+        a = w0[j]
+        s00 += a * x0
+        s01 += a * x1
+        s02 += a * x2
+        s03 += a * x3
+        a = w1[j]
+        s10 += a * x0
+        s11 += a * x1
+        s12 += a * x2
+        s13 += a * x3
+        a = w2[j]
+        s20 += a * x0
+        s21 += a * x1
+        s22 += a * x2
+        s23 += a * x3
+        a = w3[j]
+        s30 += a * x0
+        s31 += a * x1
+        s32 += a * x2
+        s33 += a * x3
+    sums[i0, c0] += s00
+    sums[i0, c0 + 1] += s01
+    sums[i0, c0 + 2] += s02
+    sums[i0, c0 + 3] += s03
+    sums[i0 + 1, c0] += s10
+    sums[i0 + 1, c0 + 1] += s11
+    sums[i0 + 1, c0 + 2] += s12
+    sums[i0 + 1, c0 + 3] += s13
+    sums[i0 + 2, c0] += s20
+    sums[i0 + 2, c0 + 1] += s21
+    sums[i0 + 2, c0 + 2] += s22
+    sums[i0 + 2, c0 + 3] += s23
+    sums[i0 + 3, c0] += s30
+    sums[i0 + 3, c0 + 1] += s31
+    sums[i0 + 3, c0 + 2] += s32
+    sums[i0 + 3, c0 + 3] += s33
+
+
 @nb.njit(parallel=True, **_JIT)
 def _bootstrap_means(diffs, n_resamples, seed):
     m, n = diffs.shape
@@ -205,12 +254,12 @@ def _bootstrap_means(diffs, n_resamples, seed):
     out = np.empty((n_resamples, m))
     n_tasks = (n_resamples + _RESAMPLES_PER_TASK - 1) // _RESAMPLES_PER_TASK
     overflow = np.zeros(n_tasks, np.int64)
+    m4 = (m + 3) // 4 * 4
     for task in nb.prange(n_tasks):
         r0 = task * _RESAMPLES_PER_TASK
         n_r = min(_RESAMPLES_PER_TASK, n_resamples - r0)
         counts = np.zeros((n_r, n), np.uint8)  # how often each user was drawn
         drawn = np.empty(_USERS_PER_BLOCK, np.uint64)
-        weight = np.empty(_USERS_PER_BLOCK)
         over = 0
         for i in range(n_r):
             start = _start(key, r0 + i)
@@ -224,48 +273,29 @@ def _bootstrap_means(diffs, n_resamples, seed):
                     counts[i, drawn[j]] = k  # wraps to 0 after 255 draws: flagged below
                     over |= k >> 8
         overflow[task] = over
-        lanes = np.zeros((n_r, m, 8))
-        for u0 in range(0, n, _USERS_PER_BLOCK):  # a multiple of 8: lane = u % 8
+        # sums = counts @ diffs.T in tiles of 4 resamples x 4 columns; missing resamples have
+        # zero weights and missing columns zero differences (both discarded)
+        weights = np.zeros((_RESAMPLES_PER_TASK, _USERS_PER_BLOCK))
+        pad = np.zeros((4, _USERS_PER_BLOCK))
+        sums = np.zeros((_RESAMPLES_PER_TASK, m4))
+        for u0 in range(0, n, _USERS_PER_BLOCK):
             u1 = min(n, u0 + _USERS_PER_BLOCK)
-            full = u0 + (u1 - u0) // 8 * 8
+            size = u1 - u0
             for i in range(n_r):
-                for u in range(u0, u1):
-                    weight[u - u0] = np.float64(counts[i, u])
-                for c in range(m):
-                    d = diffs[c, u0:u1]
-                    s0 = lanes[i, c, 0]
-                    s1 = lanes[i, c, 1]
-                    s2 = lanes[i, c, 2]
-                    s3 = lanes[i, c, 3]
-                    s4 = lanes[i, c, 4]
-                    s5 = lanes[i, c, 5]
-                    s6 = lanes[i, c, 6]
-                    s7 = lanes[i, c, 7]
-                    for j in range(0, full - u0, 8):  # eight independent sums: one vector op
-                        s0 += weight[j] * d[j]
-                        s1 += weight[j + 1] * d[j + 1]
-                        s2 += weight[j + 2] * d[j + 2]
-                        s3 += weight[j + 3] * d[j + 3]
-                        s4 += weight[j + 4] * d[j + 4]
-                        s5 += weight[j + 5] * d[j + 5]
-                        s6 += weight[j + 6] * d[j + 6]
-                        s7 += weight[j + 7] * d[j + 7]
-                    lanes[i, c, 0] = s0
-                    lanes[i, c, 1] = s1
-                    lanes[i, c, 2] = s2
-                    lanes[i, c, 3] = s3
-                    lanes[i, c, 4] = s4
-                    lanes[i, c, 5] = s5
-                    lanes[i, c, 6] = s6
-                    lanes[i, c, 7] = s7
-                    for u in range(full, u1):  # the last users (only in the last block)
-                        lanes[i, c, u - full] += weight[u - u0] * diffs[c, u]
+                for u in range(size):
+                    weights[i, u] = np.float64(counts[i, u0 + u])
+            for c0 in range(0, m, 4):
+                d0 = diffs[c0, u0:u1]
+                d1 = diffs[c0 + 1, u0:u1] if c0 + 1 < m else pad[1, :size]
+                d2 = diffs[c0 + 2, u0:u1] if c0 + 2 < m else pad[2, :size]
+                d3 = diffs[c0 + 3, u0:u1] if c0 + 3 < m else pad[3, :size]
+                for i0 in range(0, n_r, 4):
+                    _dot_tile(weights[i0, :size], weights[i0 + 1, :size],
+                              weights[i0 + 2, :size], weights[i0 + 3, :size],
+                              d0, d1, d2, d3, sums, i0, c0)
         for i in range(n_r):
             for c in range(m):
-                s = lanes[i, c, 0]
-                for lane in range(1, 8):
-                    s += lanes[i, c, lane]
-                out[r0 + i, c] = s / n
+                out[r0 + i, c] = sums[i, c] / n
     return out, overflow.any()
 
 

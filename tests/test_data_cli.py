@@ -113,3 +113,11 @@ def test_subcommands_are_registered():
     sub = parser.add_subparsers()
     cli.register(sub)
     assert {"prepare", "synth", "info", "export"} <= set(sub.choices)
+
+
+def test_synth_preset_choices_match_the_library():
+    """The CLI lists the presets by name (the table imports Polars); they must not drift."""
+    from evcf_fast.cli import data as cli
+    from evcf_fast.data.synthetic import PRESETS
+
+    assert set(cli._PRESETS) == set(PRESETS)

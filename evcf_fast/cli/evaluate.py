@@ -73,17 +73,10 @@ def _metric_args(values: list[str]) -> tuple[str, ...]:
     return tuple(m for v in values for m in v.split(",") if m.strip())
 
 
-def _load_part(split, part: str):
-    """(fold_in, heldout, user_ids) of ``part`` of the dataset folder ``split``."""
-    from ..data.dataset import SplitDataset
-
-    if split is None:
-        raise ValueError("--split DIR is required (a dataset directory written by `evcf "
-                         "prepare`), unless the scores come from --run")
-    ds = SplitDataset.load(split)
+def _part(ds, part: str):
+    """(fold_in, heldout, user_ids) of ``part`` of the dataset ``ds``."""
     fold_in, heldout = ds.part(part)
-    user_ids = getattr(ds, f"{part}_user_ids", None)
-    return fold_in, heldout, user_ids
+    return fold_in, heldout, getattr(ds, f"{part}_user_ids", None)
 
 
 def _check_score_file(path, *, heldout, split, part: str) -> None:
@@ -109,13 +102,21 @@ def cmd_evaluate(args) -> int:
     from ..metrics.topk_file import read_topk_parquet
 
     metrics = _metric_args(args.metrics)
-    split = args.split
-    if args.run is not None:
-        from ..train.inference import part_scores
+    split, model = args.split, None
+    if args.run is not None:  # the run's dataset unless --split; loaded once, with the model
+        from ..train.inference import load_run
         from ..train.run_folder import run_data_dir
 
-        split = run_data_dir(args.run, split)  # the run's dataset unless --split
-    fold_in, heldout, user_ids = _load_part(split, args.part)
+        split = run_data_dir(args.run, split)
+        model, ds, _ = load_run(args.run, data=split, device=args.device)
+    elif split is None:
+        raise ValueError("--split DIR is required (a dataset directory written by `evcf "
+                         "prepare`), unless the scores come from --run")
+    else:
+        from ..data.dataset import SplitDataset
+
+        ds = SplitDataset.load(split)
+    fold_in, heldout, user_ids = _part(ds, args.part)
     if args.topk is not None:
         top = read_topk_parquet(args.topk, n_users=heldout.shape[0], n_items=heldout.shape[1],
                                 nan_as_neg_inf=args.nan_as_neg_inf)
@@ -124,9 +125,10 @@ def cmd_evaluate(args) -> int:
                                n_threads=args.threads)
         source = {"topk": str(args.topk)}
     else:
-        if args.run is not None:
-            scores, fold_in, heldout = part_scores(args.run, part=args.part, data=split,
-                                                   device=args.device)
+        if model is not None:
+            from ..train.inference import score_rows
+
+            scores = score_rows(model, fold_in, device=args.device)
             source = {"run": str(args.run)}
         else:
             _check_score_file(args.scores, heldout=heldout, split=split, part=args.part)
