@@ -22,6 +22,7 @@ _EXPORTS = {
     # metrics
     "evaluate": "evcf_fast.metrics",
     "EvaluationResult": "evcf_fast.metrics",
+    "ComparisonReport": "evcf_fast.compare",
     # models
     "MultVAE": "evcf_fast.models",
     "MultDAE": "evcf_fast.models",

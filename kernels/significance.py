@@ -9,7 +9,8 @@ Array contract (enforced by ``evcf_fast.compare``, assumed here; nothing is vali
 * ``diffs``: float64, C-order, shape ``(n_cols, n_users)``, finite, ``n_users >= 1``: row ``c``
   holds the paired differences ``system - baseline`` of every user for one pair.
 * ``tol``: float64, shape ``(n_cols,)``, >= 0 (see :func:`sign_flip_counts`).
-* ``seed``: an int in ``[0, 2**64)``; ``n_permutations`` / ``n_resamples``: >= 1.
+* ``seed``: an int in ``[0, 2**64)``; ``n_permutations`` / ``n_resamples``: >= 1;
+  ``n_users < 2**32`` for the bootstrap.
 
 **Random streams.** Draw ``r`` (a permutation or a bootstrap resample) of a kernel reads its
 own SplitMix64 sequence (Steele, Lea & Flood, "Fast splittable pseudorandom number generators",
@@ -36,11 +37,13 @@ the group's byte of sign bits ("four Russians"; 8 users per addition), which is 
 10,000 permutations of 100,000 users cheap.
 
 **Bootstrap** (:func:`bootstrap_means`). Draw ``t`` of a resample (``n_users`` draws) picks
-user ``min(floor(x * n_users), n_users - 1)`` with ``x = (word_t >> 11) * 2**-53``; the
-relative bias of 53-bit uniforms (below ``n_users / 2**53``) is ignored. With ``k_u`` how often
-user ``u`` was drawn, lane ``l`` (0..7) sums ``float(k_u) * diffs[c, u]`` over users
-``u = l (mod 8)`` in increasing order, starting at ``0.0``; the resample's sum is
-``((lane 0 + lane 1) + lane 2) + ... + lane 7`` and its mean that sum ``/ n_users``.
+user ``floor(word_t * n_users / 2**64)``, the high half of the 128-bit product (Lemire, "Fast
+random integer generation in an interval", 2019, without the rejection step: the relative bias,
+below ``n_users / 2**64``, is ignored). With ``k_u`` how often user ``u`` was drawn, the
+resample's mean is ``sum over u of k_u * diffs[c, u]``, divided by ``n_users``. Those sums are
+dot products that LLVM vectorises (reassociated, fused multiply-adds), so their last bits may
+differ between machines or Numba versions, never between runs or thread counts; Python repeats
+the draws exactly and the means to rounding.
 """
 
 from __future__ import annotations
@@ -56,7 +59,8 @@ _M2 = np.uint64(0x94D049BB133111EB)
 _S30 = np.uint64(30)
 _S27 = np.uint64(27)
 _S31 = np.uint64(31)
-_S11 = np.uint64(11)
+_S32 = np.uint64(32)
+_LOW32 = np.uint64(0xFFFFFFFF)
 _BYTE = np.uint64(0xFF)
 
 #: stream tags: for one seed, the randomisation test and the bootstrap never share draws
@@ -66,6 +70,7 @@ BOOTSTRAP_TAG = np.uint64(0x424F4F5453545250)  # b"BOOTSTRP"
 _MAX_PERMS_PER_TASK = 4096  # permutations of one task share its tables (see _perms_per_task)
 _MIN_PERMS_PER_TASK = 256
 _GROUPS_PER_BLOCK = 512  # groups of 8 users whose sign bytes a task holds at a time
+_FUSED = 4  # groups looked up per pass over a task's permutations
 _RESAMPLES_PER_TASK = 16  # bootstrap resamples per task: their uint8 counts stay in L2
 _USERS_PER_BLOCK = 4096  # users whose differences all resamples of a task use before moving on
 
@@ -108,6 +113,19 @@ def _observed_sums(diffs):
     return total
 
 
+@nb.njit(inline="always", **_JIT)
+def _fill_table(table, d, u0, n):
+    """table[b] = 0.0 + the d[u0 + k] with bit k of b set, added in increasing k (users past n
+    count as 0.0; their bits are never set)."""
+    table[0] = 0.0
+    size = 1
+    for k in range(8):
+        v = d[u0 + k] if u0 + k < n else 0.0
+        for b in range(size):
+            table[size + b] = table[b] + v
+        size *= 2
+
+
 @nb.njit(parallel=True, **_JIT)
 def _sign_flip_counts(diffs, tol, n_permutations, seed, perms_per_task):
     m, n = diffs.shape
@@ -122,7 +140,7 @@ def _sign_flip_counts(diffs, tol, n_permutations, seed, perms_per_task):
         n_p = min(perms_per_task, n_permutations - p0)
         kept = np.zeros((m, n_p))  # per column and permutation: S so far
         flips = np.empty((_GROUPS_PER_BLOCK, n_p), np.uint8)  # sign byte per group, permutation
-        table = np.empty(256)
+        tables = np.empty((_FUSED, 256))
         starts = np.empty(n_p, np.uint64)
         for i in range(n_p):
             starts[i] = _start(key, p0 + i)
@@ -137,19 +155,21 @@ def _sign_flip_counts(diffs, tol, n_permutations, seed, perms_per_task):
                 for i in range(n_p):
                     flips[g1 - 1 - g0, i] &= last_byte
             for c in range(m):
-                for g in range(g0, g1):
-                    # table[b] = the group's part for sign byte b, added in increasing user order
-                    table[0] = 0.0
-                    size = 1
-                    for k in range(8):
-                        u = 8 * g + k
-                        v = diffs[c, u] if u < n else 0.0
-                        for b in range(size):
-                            table[size + b] = table[b] + v
-                        size *= 2
-                    row = g - g0
-                    for i in range(n_p):
-                        kept[c, i] += table[flips[row, i]]
+                for g in range(g0, g1, _FUSED):
+                    n_g = min(_FUSED, g1 - g)
+                    for q in range(n_g):
+                        _fill_table(tables[q], diffs[c], 8 * (g + q), n)
+                    r = g - g0
+                    if n_g == _FUSED:  # four lookups per permutation, added in group order
+                        t0, t1, t2, t3 = tables[0], tables[1], tables[2], tables[3]
+                        f0, f1, f2, f3 = flips[r], flips[r + 1], flips[r + 2], flips[r + 3]
+                        acc = kept[c]
+                        for i in range(n_p):
+                            acc[i] = (((acc[i] + t0[f0[i]]) + t1[f1[i]]) + t2[f2[i]]) + t3[f3[i]]
+                    else:
+                        for q in range(n_g):
+                            for i in range(n_p):
+                                kept[c, i] += tables[q, flips[r + q, i]]
         for c in range(m):
             threshold = abs(total[c]) - tol[c]
             for i in range(n_p):
@@ -195,6 +215,13 @@ def sign_flip_counts(diffs, tol, n_permutations, seed):
 
 # ---------------------------------------------------------------------------------------------
 # bootstrap
+
+
+@nb.njit(inline="always", **_JIT)
+def _mulhi(word, n):
+    """floor(word * n / 2**64) for n < 2**32: the high half of the 128-bit product, from two
+    32 x 32 -> 64-bit products (no carry is lost: the sum stays below 2**64)."""
+    return ((word >> _S32) * n + (((word & _LOW32) * n) >> _S32)) >> _S32
 
 
 @nb.njit(fastmath={"reassoc", "contract"}, **_JIT)
@@ -250,7 +277,7 @@ def _dot_tile(w0, w1, w2, w3, d0, d1, d2, d3, sums, i0, c0):
 def _bootstrap_means(diffs, n_resamples, seed):
     m, n = diffs.shape
     key = mix64(np.uint64(seed) ^ BOOTSTRAP_TAG)
-    scale = 2.0 ** -53
+    n_u = np.uint64(n) & _LOW32  # < 2**32 (the contract), and LLVM now knows it: cheap products
     out = np.empty((n_resamples, m))
     n_tasks = (n_resamples + _RESAMPLES_PER_TASK - 1) // _RESAMPLES_PER_TASK
     overflow = np.zeros(n_tasks, np.int64)
@@ -263,14 +290,14 @@ def _bootstrap_means(diffs, n_resamples, seed):
         over = 0
         for i in range(n_r):
             start = _start(key, r0 + i)
+            cnt = counts[i]
             for t0 in range(0, n, _USERS_PER_BLOCK):
                 t1 = min(n, t0 + _USERS_PER_BLOCK)
                 for t in range(t0, t1):  # a pure function of t: vectorised
-                    x = np.float64(_word(start, t) >> _S11) * scale
-                    drawn[t - t0] = np.uint64(min(np.int64(x * n), n - 1))
+                    drawn[t - t0] = _mulhi(_word(start, t), n_u)
                 for j in range(t1 - t0):
-                    k = np.int64(counts[i, drawn[j]]) + 1
-                    counts[i, drawn[j]] = k  # wraps to 0 after 255 draws: flagged below
+                    k = np.int64(cnt[drawn[j]]) + 1
+                    cnt[drawn[j]] = k  # wraps to 0 after 255 draws: flagged below
                     over |= k >> 8
         overflow[task] = over
         # sums = counts @ diffs.T in tiles of 4 resamples x 4 columns; missing resamples have
