@@ -75,3 +75,20 @@ def _check_type(name: str, value, hint) -> None:
         else:  # an annotation this helper does not model: leave it to __post_init__
             return
     raise TypeError(must_be(name, " or ".join(expected), type_name(value)))
+
+
+class ConfigMixin:
+    """``to_dict``/``from_dict`` and the frozen-field setter every config dataclass shares."""
+
+    def _set(self, name: str, value) -> None:
+        """Store a checked, normalised value on a frozen dataclass (from ``__post_init__``)."""
+        object.__setattr__(self, name, value)
+
+    def to_dict(self) -> dict:
+        """Plain JSON-able dict (tuples become lists), as checkpoints and config.json store it."""
+        return to_plain(dataclasses.asdict(self))
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        """Inverse of :meth:`to_dict`; unknown keys and type mismatches are errors naming them."""
+        return dataclass_from_dict(cls, d)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 
 from .._checks import check_bool, check_float, check_int, is_real, must_be, type_name
-from .._config import dataclass_from_dict, to_plain
+from .._config import ConfigMixin
 
 #: The largest seed ``numpy.random.RandomState`` accepts.
 MAX_SEED = 2**32 - 1
@@ -27,7 +27,7 @@ PREPARE_FORMATS = (*INPUT_FORMATS, "presplit")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class SplitConfig:
+class SplitConfig(ConfigMixin):
     """Parameters of :func:`evcf_fast.data.split.strong_generalization_split`.
 
     Attributes
@@ -67,14 +67,3 @@ class SplitConfig:
         self._set("heldout_fraction", fraction)
         check_bool(self.exact, "exact")
 
-    def _set(self, name: str, value) -> None:
-        object.__setattr__(self, name, value)
-
-    def to_dict(self) -> dict:
-        """Plain JSON-able dict; its keys are the keyword arguments of the split functions."""
-        return to_plain(dataclasses.asdict(self))
-
-    @classmethod
-    def from_dict(cls, d: dict) -> SplitConfig:
-        """Inverse of :meth:`to_dict`; unknown keys are a ValueError naming them."""
-        return dataclass_from_dict(cls, d)

@@ -6,11 +6,10 @@ One frozen, keyword-only dataclass describes every architecture of the family; t
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 from .._checks import check_bool, check_float, check_int, must_be
-from .._config import dataclass_from_dict, to_plain
+from .._config import ConfigMixin
 
 MODEL_NAMES = ("multvae", "multdae", "vamp", "hvamp", "hvamp1")
 LIKELIHOODS = ("multinomial", "bernoulli")
@@ -30,7 +29,7 @@ def _check_known(name: str, value, choices: tuple[str, ...]) -> None:
 
 
 @dataclass(frozen=True, kw_only=True)
-class ModelConfig:
+class ModelConfig(ConfigMixin):
     """Architecture and objective of one model.
 
     Parameters
@@ -137,17 +136,6 @@ class ModelConfig:
                 raise ValueError(f"logvar_clip must have low < high, got ({low}, {high})")
             self._set("logvar_clip", (low, high))
 
-    def _set(self, name: str, value) -> None:
-        object.__setattr__(self, name, value)
-
-    def to_dict(self) -> dict:
-        """Plain JSON-able dict (tuples become lists), as checkpoints and config.json store it."""
-        return to_plain(dataclasses.asdict(self))
-
-    @classmethod
-    def from_dict(cls, d: dict) -> ModelConfig:
-        """Inverse of :meth:`to_dict`; unknown keys and type mismatches are errors."""
-        return dataclass_from_dict(cls, d)
 
     @property
     def is_vamp(self) -> bool:

@@ -8,11 +8,10 @@ stopping with patience 50 on validation NDCG@100, seed 14. Liang et al.'s Mult-V
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 from .._checks import check_bool, check_choice, check_float, check_int, must_be, type_name
-from .._config import dataclass_from_dict, to_plain
+from .._config import ConfigMixin, dataclass_from_dict, to_plain  # noqa: F401 (re-exported)
 
 OPTIMIZERS = ("adam", "adamnormgrad")
 BETA_SCHEDULES = ("epoch", "step")
@@ -24,7 +23,7 @@ TEST_METRICS = ("ndcg@100", "ndcg@20", "ndcg@10", "recall@50", "recall@20", "rec
 
 
 @dataclass(frozen=True, kw_only=True)
-class TrainConfig:
+class TrainConfig(ConfigMixin):
     """How a model is trained; one concern per dataclass (the model lives in ``ModelConfig``).
 
     Every field is a plain int/float/str/bool/tuple so that ``dataclasses.asdict`` is JSON-able
@@ -84,17 +83,6 @@ class TrainConfig:
         self._set("checkpoint_every",
                   check_int(self.checkpoint_every, "checkpoint_every", minimum=1))
 
-    def _set(self, name: str, value) -> None:
-        object.__setattr__(self, name, value)
-
-    def to_dict(self) -> dict:
-        """Plain JSON-able dict (tuples become lists)."""
-        return to_plain(dataclasses.asdict(self))
-
-    @classmethod
-    def from_dict(cls, d: dict) -> TrainConfig:
-        """Inverse of :meth:`to_dict`; unknown keys and type mismatches are errors."""
-        return dataclass_from_dict(cls, d)
 
 
 config_from_dict = dataclass_from_dict  # the former name of the shared helper, kept importable
