@@ -5,7 +5,7 @@ import stat
 
 import pytest
 
-from evcf_fast._io import atomic_dir, atomic_file
+from evcf_fast._io import MARKER, atomic_dir, atomic_file
 
 
 def _mode(path):
@@ -42,8 +42,8 @@ def test_atomic_dir_refuses_existing_without_overwrite(tmp_path):
 
 def test_atomic_dir_overwrite_replaces_and_failure_keeps_old(tmp_path):
     out = tmp_path / "ds"
-    out.mkdir()
-    (out / "old.txt").write_text("old")
+    with atomic_dir(out, kind="dataset") as tmp:  # overwrite replaces only folders of ours
+        (tmp / "old.txt").write_text("old")
     with pytest.raises(RuntimeError):
         with atomic_dir(out, overwrite=True) as tmp:
             (tmp / "new.txt").write_text("new")
@@ -51,7 +51,7 @@ def test_atomic_dir_overwrite_replaces_and_failure_keeps_old(tmp_path):
     assert (out / "old.txt").read_text() == "old"        # the old result survives a failed rewrite
     with atomic_dir(out, overwrite=True) as tmp:
         (tmp / "new.txt").write_text("new")
-    assert sorted(p.name for p in out.iterdir()) == ["new.txt"]
+    assert sorted(p.name for p in out.iterdir()) == [MARKER, "new.txt"]
     assert [p.name for p in tmp_path.iterdir()] == ["ds"]
 
 

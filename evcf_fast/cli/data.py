@@ -164,7 +164,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     from ..data.export import export_presplit
 
     ds = SplitDataset.load(args.dataset)
-    path = export_presplit(ds, args.out, overwrite=args.overwrite, progress=not args.quiet)
+    path = export_presplit(ds, args.out, overwrite=args.overwrite, progress=not args.quiet,
+                           inputs=[args.dataset])
     if not args.quiet:
         print(f"wrote {path}")
     return 0

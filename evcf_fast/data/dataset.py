@@ -171,10 +171,11 @@ class SplitDataset:
                          + (f", sha256 {sha[:16]}...)" if sha else ")"))
         return "\n".join(lines)
 
-    def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    def save(self, path: str | os.PathLike, *, overwrite: bool = False, inputs=()) -> Path:
         """Write the dataset directory atomically (temporary directory, then rename).
 
-        Raises FileExistsError if ``path`` exists and ``overwrite`` is false.
+        Raises FileExistsError if ``path`` exists and ``overwrite`` is false, or if it is not a
+        folder written by evcf_fast; ValueError if it is one of ``inputs`` (or holds one).
         """
         path = Path(path)
         meta = dict(self.meta)
@@ -182,7 +183,7 @@ class SplitDataset:
         meta["n_items"] = self.n_items
         meta["matrices"] = {name: {"shape": list(getattr(self, name).shape),
                                    "nnz": int(getattr(self, name).nnz)} for name in MATRICES}
-        with atomic_dir(path, overwrite=overwrite) as tmp:
+        with atomic_dir(path, overwrite=overwrite, kind="dataset", inputs=inputs) as tmp:
             for name in MATRICES:
                 m = getattr(self, name)
                 np.save(tmp / f"{name}.indptr.npy", np.asarray(m.indptr, np.int64))

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from .. import __version__
+from .._io import check_output
 from .._progress import progress as _progress
 from . import readers
 from .config import SplitConfig
@@ -72,10 +73,9 @@ def prepare(paths, out_dir: str | os.PathLike | None = None, *, n_heldout: int |
         The in-memory split (the same arrays that were written).
     """
     t0 = time.perf_counter()
-    if out_dir is not None and Path(out_dir).exists() and not overwrite:
-        raise FileExistsError(f"output directory {str(out_dir)!r} already exists; pass "
-                              f"overwrite (--overwrite) to replace it")
     plist = readers.as_path_list(paths)
+    if out_dir is not None:  # before any work: existing, foreign, input or unwritable output
+        check_output(out_dir, overwrite=overwrite, inputs=plist)
     presplit = format == "presplit" or (
         format == "auto" and len(plist) == 1 and plist[0].is_dir()
         and all((plist[0] / f).is_file() for f in readers.PRESPLIT_FILES))
@@ -87,7 +87,7 @@ def prepare(paths, out_dir: str | os.PathLike | None = None, *, n_heldout: int |
             raise ValueError(f"pre-split input is one directory, got {len(plist)} paths")
         ds = readers.read_presplit(plist[0])
         if out_dir is not None:
-            ds.save(out_dir, overwrite=overwrite)
+            ds.save(out_dir, overwrite=overwrite, inputs=plist)
         return ds
     if n_heldout is None:
         raise TypeError("n_heldout is required (the number of validation and of test users)")
@@ -131,7 +131,7 @@ def prepare(paths, out_dir: str | os.PathLike | None = None, *, n_heldout: int |
         bar.set_postfix_str("write")
         ds.meta["timings_s"] = {"parse": round(t_parse - t0, 3),
                                 "split": round(t_split - t_parse, 3)}
-        ds.save(out_dir, overwrite=overwrite)
+        ds.save(out_dir, overwrite=overwrite, inputs=plist)
     bar.update()
     bar.close()
     return ds

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from pathlib import Path
 
-from .._io import atomic_file
+from .._io import MARKER, atomic_file, check_output, describe_path, written_by_us
 from ..errors import IncompatibleDatasetError
 from . import checkpoint as ckpt
 from .config import TrainConfig
@@ -161,6 +162,8 @@ def open_run(run_dir: Path | None, data, *, model_config, train_config: TrainCon
             raise FileExistsError(f"run directory {str(run_dir)!r} already holds a checkpoint; "
                                   f"pass resume=True (--resume) to continue it or choose another "
                                   f"--out")
+        if run_dir is not None:
+            check_run_dir(run_dir)
         return None
     if run_dir is None:
         raise ValueError("resume=True needs the run directory (out / --out)")
@@ -173,6 +176,31 @@ def open_run(run_dir: Path | None, data, *, model_config, train_config: TrainCon
     check_resume_configs(saved, model_config=model_config, train_config=train_config,
                          path=last_path)
     return saved
+
+
+def check_run_dir(run_dir: Path) -> None:
+    """A new run may write into a missing or empty folder, or a run folder of ours; check first.
+
+    Raises
+    ------
+    FileExistsError
+        ``run_dir`` holds files that evcf_fast did not write (they could be overwritten).
+    NotADirectoryError, PermissionError
+        ``run_dir`` is a file, or cannot be created or written.
+    """
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise NotADirectoryError(f"--out {str(run_dir)!r} is a file, expected a run directory")
+    if run_dir.is_dir():
+        if any(run_dir.iterdir()) and written_by_us(run_dir) is None:
+            raise FileExistsError(
+                f"refusing to write a run into --out {str(run_dir)!r}: expected a new or empty "
+                f"folder or a run folder of evcf_fast, found {describe_path(run_dir)}; choose "
+                f"another --out")
+        if not os.access(run_dir, os.W_OK | os.X_OK):
+            raise PermissionError(f"cannot write run directory {str(run_dir)!r}: not writable")
+    else:
+        check_output(run_dir, overwrite=False, what="--out")
 
 
 def resumed_best_state(run_dir: Path, *, best_epoch: int, epoch: int, map_location) -> dict | None:
@@ -196,6 +224,8 @@ def resumed_best_state(run_dir: Path, *, best_epoch: int, epoch: int, map_locati
 def write_config(run_dir: Path, configs: dict, *, data_path: str | None) -> None:
     """Create the run directory and write config.json (configs, fingerprint, dataset path)."""
     run_dir.mkdir(parents=True, exist_ok=True)
+    if not (run_dir / MARKER).exists():
+        (run_dir / MARKER).write_text("run\n")
     with atomic_file(run_dir / CONFIG) as tmp:
         tmp.write_text(json.dumps({**configs, "data": data_path}, indent=2) + "\n")
 
