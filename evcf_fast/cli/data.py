@@ -75,6 +75,12 @@ def register(subparsers) -> None:
                         help="the files start with a header line")
     header.add_argument("--no-header", dest="has_header", action="store_false",
                         help="the files have no header line")
+    p.add_argument("--drop-invalid-ratings", action="store_true",
+                   help="drop rows whose rating is empty, NaN or infinite and count them in the "
+                        "summary (default: stop with an error naming the file and line)")
+    p.add_argument("--string-ids", action="store_true",
+                   help="read every user and item id as text (default: integers, or text when "
+                        "no id looks like an integer; a mix is an error)")
     p.add_argument("--no-hash", action="store_true",
                    help="do not record sha256 hashes of the inputs")
     _common(p)
@@ -129,7 +135,9 @@ def cmd_prepare(args: argparse.Namespace) -> int:
                  min_user_count=args.min_user_count, seed=args.seed,
                  heldout_fraction=args.heldout_fraction, exact=not args.fast,
                  overwrite=args.overwrite, progress=not args.quiet,
-                 hash_sources=not args.no_hash)
+                 hash_sources=not args.no_hash,
+                 invalid_ratings="drop" if args.drop_invalid_ratings else "error",
+                 id_type="string" if args.string_ids else "auto")
     if not args.quiet:
         shapes = ", ".join(f"{n} {getattr(ds, a).shape[0]:,}" for n, a in (
             ("train", "train"), ("validation", "validation_fold_in"), ("test", "test_fold_in")))

@@ -160,6 +160,9 @@ class SplitDataset:
                 f"kept by the rating filter; {counts.get('n_duplicates', 0):,} duplicated "
                 f"(user, item) pairs collapsed; {counts.get('n_users_dropped', 0):,} users with "
                 f"too few interactions dropped")
+            if counts.get("n_invalid_ratings"):
+                lines.append(f"dropped      {counts['n_invalid_ratings']:,} rows with a null, "
+                             f"NaN or infinite rating (invalid_ratings='drop')")
             lines.append(
                 f"held-out     {counts.get('n_heldout_rows_out_of_vocab', 0):,} validation/test "
                 f"rows on items unseen in training dropped; "
