@@ -105,6 +105,9 @@ def register(subparsers) -> None:
     i = subparsers.add_parser("info", help="print the summary of a dataset directory")
     i.add_argument("dataset", help="dataset directory (from evcf prepare or evcf synth)")
     i.add_argument("--json", action="store_true", help="print meta.json instead")
+    i.add_argument("--verify", action="store_true",
+                   help="also check every array file against the sha256 checksums recorded in "
+                        "meta.json (the structure of every matrix is always checked)")
     i.set_defaults(func=cmd_info)
 
     e = subparsers.add_parser(
@@ -164,6 +167,11 @@ def cmd_info(args: argparse.Namespace) -> int:
 
     ds = SplitDataset.load(args.dataset)
     print(json.dumps(ds.meta, indent=2) if args.json else ds.summary())
+    if args.verify:
+        n = SplitDataset.verify_checksums(args.dataset)
+        print(f"verified     {n} array files match their sha256 in meta.json" if n else
+              "verified     matrix structure only: this dataset records no checksums (saved by "
+              "an older evcf_fast; re-create it with `evcf prepare` to add them)")
     return 0
 
 

@@ -32,7 +32,7 @@ CHECKPOINT_FORMAT = "evcf_fast.checkpoint"
 CHECKPOINT_VERSION = 1
 LAST = "last.pt"
 BEST = "best.pt"
-_SAVE_ADDED_META = ("format_version", "n_items", "matrices")
+_SAVE_ADDED_META = ("format_version", "n_items", "matrices", "checksums")
 
 
 def library_versions() -> dict:
