@@ -252,3 +252,43 @@ def atomic_file(path: str | os.PathLike, *, overwrite: bool = True, inputs=(),
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def read_json(path: str | os.PathLike, *, kind: type = dict, what: str = "JSON file"):
+    """Parse a JSON file; a ValueError naming the file and the line/column of a syntax error,
+    or saying what type was expected, instead of a bare JSONDecodeError."""
+    path = Path(path)
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{what} {str(path)!r} is not UTF-8 text: {exc.reason} at byte "
+                         f"{exc.start}") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{what} {str(path)!r} is not valid JSON (line {exc.lineno} column "
+                         f"{exc.colno}: {exc.msg}); the file is damaged") from None
+    except RecursionError:
+        raise ValueError(f"{what} {str(path)!r} is nested too deeply to be read") from None
+    if kind is not None and not isinstance(value, kind):
+        raise ValueError(f"{what} {str(path)!r} must hold a JSON {kind.__name__}, got "
+                         f"{type(value).__name__}")
+    return value
+
+
+def read_jsonl(path: str | os.PathLike) -> list[dict]:
+    """The JSON-object lines of ``path``; a ValueError naming the file and line otherwise."""
+    path = Path(path)
+    out = []
+    for lineno, line in enumerate(path.read_text(encoding="utf-8", errors="replace")
+                                  .splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except (json.JSONDecodeError, RecursionError) as exc:
+            raise ValueError(f"{str(path)}:{lineno}: not a JSON record ({exc}); the file is "
+                             f"truncated or damaged") from None
+        if not isinstance(rec, dict):
+            raise ValueError(f"{str(path)}:{lineno}: expected a JSON object, got "
+                             f"{type(rec).__name__}")
+        out.append(rec)
+    return out

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from .._io import atomic_file
+from .._io import atomic_file, read_jsonl
 
 
 def read_log(run) -> list[dict]:
@@ -14,7 +13,7 @@ def read_log(run) -> list[dict]:
     if not path.exists():
         raise FileNotFoundError(f"{str(path)!r} not found; is {str(run)!r} a run directory "
                                 f"written by `evcf train`?")
-    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    records = read_jsonl(path)
     if not records:
         raise ValueError(f"{path} holds no epochs yet")
     return records

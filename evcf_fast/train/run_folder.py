@@ -21,7 +21,7 @@ import json
 import os
 from pathlib import Path
 
-from .._io import MARKER, atomic_file, check_output, describe_path, written_by_us
+from .._io import MARKER, atomic_file, check_output, describe_path, read_json, written_by_us
 from ..errors import IncompatibleDatasetError
 from . import checkpoint as ckpt
 from .config import TrainConfig
@@ -45,7 +45,7 @@ def run_data_dir(run, data=None) -> str:
     if not cfg_path.exists():
         raise FileNotFoundError(f"{str(cfg_path)!r} not found; is {str(run)!r} a run directory "
                                 f"written by `evcf train`? (or pass --data DIR)")
-    stored = json.loads(cfg_path.read_text()).get("data")
+    stored = read_json(cfg_path, what="run config").get("data")
     if not stored:
         raise ValueError(f"{cfg_path} records no dataset directory; pass --data DIR")
     return stored
@@ -59,7 +59,11 @@ def stored_configs(run) -> tuple[dict, dict] | None:
     path = Path(run) / CONFIG
     if not path.exists():
         return None
-    stored = json.loads(path.read_text())
+    stored = read_json(path, what="run config")
+    for key in ("model_config", "train_config"):
+        if not isinstance(stored.get(key), dict):
+            raise ValueError(f"run config {str(path)!r} has no {key!r} object; the file is "
+                             f"damaged (it is written by `evcf train`)")
     return stored["model_config"], stored["train_config"]
 
 
@@ -171,7 +175,8 @@ def open_run(run_dir: Path | None, data, *, model_config, train_config: TrainCon
     if not last_path.exists():
         raise FileNotFoundError(f"--resume: no checkpoint {str(last_path)!r} to continue; "
                                 f"start a new run without --resume")
-    saved = ckpt.load_checkpoint(last_path, map_location=resolve_device(train_config.device))
+    saved = ckpt.load_checkpoint(last_path, map_location=resolve_device(train_config.device),
+                                 required=ckpt.LAST_KEYS)
     ckpt.check_fingerprint(saved["dataset"], ckpt.dataset_fingerprint(data), path=last_path)
     check_resume_configs(saved, model_config=model_config, train_config=train_config,
                          path=last_path)
