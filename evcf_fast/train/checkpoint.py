@@ -146,7 +146,8 @@ def load_checkpoint(path, *, map_location="cpu", required: dict | None = None) -
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # corrupt file or foreign pickle: say which file and why
-        raise IncompatibleDatasetError(f"{path}: not a loadable evcf_fast checkpoint ({exc})") \
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise IncompatibleDatasetError(f"{path}: not a loadable evcf_fast checkpoint ({first})") \
             from exc
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise IncompatibleDatasetError(f"{path}: not an evcf_fast checkpoint")
