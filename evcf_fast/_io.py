@@ -169,7 +169,9 @@ def _pid_alive(pid: int) -> bool:
 def sweep_stale(path: str | os.PathLike) -> int:
     """Remove ``.NAME.tmp-PID-*`` / ``.NAME.old-PID-*`` siblings of ``path`` whose PID is gone.
 
-    Returns how many were removed. Only our own naming for this very NAME is touched.
+    Returns how many were removed. Only our own naming for this very NAME is touched. A previous
+    output moved aside (``.old-``) by a process killed before the new one was renamed in is put
+    back at ``path`` when nothing is there, never deleted.
     """
     path = Path(path)
     parent = path.parent
@@ -182,6 +184,10 @@ def sweep_stale(path: str | os.PathLike) -> int:
         m = _TEMP.match(p.name)
         if m is None or m["name"] != path.name or _pid_alive(int(m["pid"])):
             continue
+        if ".old-" in p.name and (p / "x").exists() and not (path.exists() or path.is_symlink()):
+            # killed between moving the previous output aside and renaming the new one in:
+            # the previous output is the only copy, put it back
+            os.replace(p / "x", path)
         if p.is_dir() and not p.is_symlink():
             shutil.rmtree(p, ignore_errors=True)
         else:
@@ -221,9 +227,14 @@ def atomic_dir(path: str | os.PathLike, *, overwrite: bool = False, kind: str = 
             os.replace(path, old / "x")
         os.replace(tmp, path)
     except BaseException:
-        if old is not None and not path.exists() and (old / "x").exists():
-            os.replace(old / "x", path)  # put the previous output back
         shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None and not path.exists() and (old / "x").exists():
+            try:
+                os.replace(old / "x", path)  # put the previous output back
+            except OSError:
+                # never delete it: say where it is (the next write of path restores it first)
+                raise OSError(f"could not write {str(path)!r} and could not put the previous "
+                              f"output back; it is in {str(old / 'x')!r}") from None
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
         raise

@@ -38,8 +38,8 @@ from evcf_fast.data.dataset import SplitDataset
 from evcf_fast.errors import DataFormatError, IncompatibleDatasetError
 
 HEADER = "userId,movieId,rating,timestamp\n"
-SMALL = ["--model", "multvae", "--set", "hidden_size=8", "--set", "latent_size=4", "--set", "eval_batch_size=16",
-         "--device", "cpu", "--quiet", "--batch-size", "64"]
+SMALL = ["--model", "multvae", "--set", "hidden_size=8", "--set", "latent_size=4",
+         "--set", "eval_batch_size=16", "--device", "cpu", "--quiet", "--batch-size", "64"]
 
 
 def ratings_csv(n_users=40, n_items=30, seed=0) -> str:
@@ -174,9 +174,11 @@ OUT = ["--out", "{w}/out", "--n-heldout", "3", "--quiet"]
 CASES = [
     # -- prepare: ratings (one rule for null / NaN / inf in every reader) ----------------------
     Case("nan-rating-csv", P + ["{w}/r.csv"] + OUT, "error",
-         r"r\.csv:5: rating 'nan' is not a finite number", {"r.csv": with_line(GOOD, 5, "1,7,nan,9")}),
+         r"r\.csv:5: rating 'nan' is not a finite number",
+         {"r.csv": with_line(GOOD, 5, "1,7,nan,9")}),
     Case("inf-rating-csv", P + ["{w}/r.csv"] + OUT, "error",
-         r"r\.csv:4: rating 'inf' is not a finite number", {"r.csv": with_line(GOOD, 4, "1,7,inf,9")}),
+         r"r\.csv:4: rating 'inf' is not a finite number",
+         {"r.csv": with_line(GOOD, 4, "1,7,inf,9")}),
     Case("minus-inf-rating-csv", P + ["{w}/r.csv"] + OUT, "error",
          r"r\.csv:4: rating '-inf' is not a finite", {"r.csv": with_line(GOOD, 4, "1,7,-inf,9")}),
     Case("empty-rating-csv", P + ["{w}/r.csv"] + OUT, "error", r"r\.csv:6: rating is missing",
@@ -382,7 +384,8 @@ CASES = [
     Case("metrics-garbage", ["evaluate", "--scores", "{scores}", "--split", "{shared_ds}",
                              "--metrics", "ndcg@x", "--quiet"], "error", r"ndcg@x"),
     Case("metrics-k-zero", ["evaluate", "--scores", "{scores}", "--split", "{shared_ds}",
-                            "--metrics", "ndcg@0", "--quiet"], "error", r"cut-off k of 'ndcg' must be >= 1, got 0"),
+                            "--metrics", "ndcg@0", "--quiet"], "error",
+         r"cut-off k of 'ndcg' must be >= 1, got 0"),
     Case("evaluate-bad-part", ["evaluate", "--scores", "{scores}", "--split", "{shared_ds}",
                                "--part", "train"], "usage"),
     # -- train / recommend / plot ---------------------------------------------------------------
@@ -404,6 +407,16 @@ CASES = [
     Case("plot-truncated-log", ["plot", "{w}/runc"], "error",
          r"log\.jsonl:1: not a JSON record",
          {"runc": lambda w, s: (_copy_run(w, s), (w / "runc/log.jsonl").write_text('{"epo'))}),
+    Case("plot-record-missing-keys", ["plot", "{w}/runc"], "error",
+         r"log\.jsonl:1: epoch record is missing \['loss', 'nll', 'kl', 'beta'\]",
+         {"runc": lambda w, s: (_copy_run(w, s), (w / "runc/log.jsonl").write_text(
+             '{"epoch": 1}\n'))}),
+    Case("plot-out-is-the-checkpoint", ["plot", "{w}/runc", "--out", "{w}/runc/last.pt"],
+         "error", r"--out .*last\.pt.* would overwrite the input", {"runc": _copy_run},
+         lambda w, s: SplitDataset and __import__("evcf_fast.train.checkpoint").train.checkpoint
+         .load_checkpoint(w / "runc/last.pt")),
+    Case("plot-out-is-a-folder", ["plot", "{w}/runc", "--out", "{w}/runc"], "error",
+         r"--out .*runc.* would overwrite the input", {"runc": _copy_run}),
     Case("train-out-is-a-file", ["train", "--data", "{shared_ds}", "--out", "{w}/f", *SMALL],
          "error", r"--out .*f.* is a file, expected a run directory", {"f": "x"}),
     Case("train-out-foreign-folder", ["train", "--data", "{shared_ds}", "--out", "{w}/mine",
