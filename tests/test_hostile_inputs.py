@@ -260,6 +260,36 @@ CASES = [
     Case("not-a-presplit-folder", P + ["{w}", "--format", "presplit", "--out", "{w}/out",
                                        "--quiet"], "error", r"train\.csv|presplit|pre-split",
          {"r.csv": GOOD}),
+    Case("netflix-ids-beyond-int32", P + ["{w}/combined_data_1.txt", "--n-heldout", "1",
+                                          "--out", "{w}/out", "--quiet", "--min-user-count",
+                                          "1"], "ok", "",
+         {"combined_data_1.txt": _netflix(5).replace("\n3,", "\n3000000000,")},
+         lambda w, s: np.testing.assert_equal(
+             3000000000 in SplitDataset.load(w / "out").train_user_ids.tolist()
+             + SplitDataset.load(w / "out").test_user_ids.tolist()
+             + SplitDataset.load(w / "out").validation_user_ids.tolist(), True)),
+    Case("presplit-typo-in-unique-sid", P + ["{w}/ex", "--out", "{w}/out", "--quiet"], "error",
+         r"unique_sid\.txt:2: id '1x' is not an integer, but [\d,]+ other ids are \(1 not\)",
+         {"ex": lambda w, s: (main(["export", str(s["ds"]), "--out", str(w / "ex"), "--quiet"]),
+                              (w / "ex/unique_sid.txt").write_text(
+                                  (w / "ex/unique_sid.txt").read_text().replace("\n", "\n1x\n",
+                                                                                 1)
+                                  .rsplit("\n", 2)[0] + "\n"))}),
+    Case("presplit-sid-out-of-range", P + ["{w}/ex", "--out", "{w}/out", "--quiet"], "error",
+         r"train\.csv:2: expected uid >= 0 and 0 <= sid < 120",
+         {"ex": lambda w, s: (main(["export", str(s["ds"]), "--out", str(w / "ex"), "--quiet"]),
+                              (w / "ex/train.csv").write_text(
+                                  "uid,sid\n0,999\n" + (w / "ex/train.csv").read_text()
+                                  .split("\n", 1)[1]))}),
+    Case("presplit-duplicate-rows-collapse", P + ["{w}/ex", "--out", "{w}/out", "--quiet"],
+         "ok", "",
+         {"ex": lambda w, s: (main(["export", str(s["ds"]), "--out", str(w / "ex"), "--quiet"]),
+                              (w / "ex/train.csv").write_text(
+                                  (w / "ex/train.csv").read_text() + "0,"
+                                  + (w / "ex/train.csv").read_text().splitlines()[1]
+                                  .split(",")[1] + "\n"))},
+         lambda w, s: np.testing.assert_equal(SplitDataset.load(w / "out").train.nnz,
+                                              SplitDataset.load(s["ds"]).train.nnz)),
     # -- prepare: parameters --------------------------------------------------------------------
     Case("n-heldout-negative", P + ["{w}/r.csv", "--n-heldout", "-1", "--out", "{w}/out"],
          "error", r"n_heldout must be >= 0, got -1", {"r.csv": GOOD}),
