@@ -718,3 +718,19 @@ def test_outcome_counts():
     counts["api-ok"] = len(API_OK)
     print(counts)
     assert sum(counts.values()) >= 100
+
+
+def test_unwritable_out_is_reported_before_parsing(tmp_path, monkeypatch, capsys):
+    """Issue 9: the writability of --out is checked before the parse and the split."""
+    from evcf_fast.data import readers
+
+    (tmp_path / "r.csv").write_text(GOOD)
+
+    def never(*a, **k):
+        raise AssertionError("parsed before checking --out")
+
+    monkeypatch.setattr(readers, "collect_sources", never)
+    monkeypatch.setattr(os, "access", lambda path, mode: False)  # as if not writable
+    assert main(["prepare", str(tmp_path / "r.csv"), "--out", str(tmp_path / "o" / "ds"),
+                 "--n-heldout", "3", "--quiet"]) == 2
+    assert "is not writable" in capsys.readouterr().err

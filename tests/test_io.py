@@ -172,3 +172,15 @@ def test_previous_output_moved_aside_by_a_killed_process_is_restored(tmp_path):
             pass
     assert (tmp_path / "ds" / "old.txt").read_text() == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]
+
+
+def test_unwritable_or_impossible_output_is_refused_before_any_work(tmp_path, monkeypatch):
+    """Issue 9: an unwritable --out was reported only after the whole parse and split."""
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(NotADirectoryError, match=r"cannot create output directory .*f/sub.*: "
+                                                  r".*f' is a file, expected a folder"):
+        check_output(tmp_path / "f" / "sub" / "ds", overwrite=False)
+    monkeypatch.setattr(os, "access", lambda path, mode: False)  # root ignores permissions
+    with pytest.raises(PermissionError, match=r"cannot write output directory .*ds.*: the folder "
+                                              r".* is not writable"):
+        check_output(tmp_path / "new" / "ds", overwrite=False)
