@@ -197,7 +197,7 @@ def check_run_dir(run_dir: Path) -> None:
     if run_dir.exists() and not run_dir.is_dir():
         raise NotADirectoryError(f"--out {str(run_dir)!r} is a file, expected a run directory")
     if run_dir.is_dir():
-        if any(run_dir.iterdir()) and written_by_us(run_dir) is None:
+        if any(run_dir.iterdir()) and written_by_us(run_dir) != "run":
             raise FileExistsError(
                 f"refusing to write a run into --out {str(run_dir)!r}: expected a new or empty "
                 f"folder or a run folder of evcf_fast, found {describe_path(run_dir)}; choose "
