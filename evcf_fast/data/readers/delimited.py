@@ -190,7 +190,8 @@ def _diagnose(src: Source, split_rows, *, check_ratings: bool = True):
             if len(fields) != n:
                 raise DataFormatError(src.path, lineno, f"expected {n} fields, got "
                                                         f"{len(fields)}: {show(fields)}")
-            pos = [idx[c] if idx is not None and c is not None else c for c in (u, i, r)]
+            pos = [idx[c.strip()] if idx is not None and c is not None else c
+                   for c in (u, i, r)]
             for what, k in (("user id", pos[0]), ("item id", pos[1])):
                 if not fields[k].strip():
                     raise DataFormatError(src.path, lineno, f"{what} is missing")
@@ -220,7 +221,7 @@ def _locate_id(src: Source, split_rows, col: str):
         for lineno, fields in enumerate(split_rows(fh, src), start=1):
             if lineno == 1 and src.has_header:
                 names = [f.strip().lstrip("\ufeff") for f in fields]
-                k = names.index(k) if k in names else k
+                k = names.index(k.strip()) if k.strip() in names else k
                 continue
             if not fields or fields == [""] or not isinstance(k, int) or k >= len(fields):
                 continue

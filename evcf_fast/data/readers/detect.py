@@ -209,8 +209,11 @@ def _resolve_text(p: Path, first: bytes, cols: dict, separator, has_header, *,
         _NUMBER.match(f.strip()) for f in fields)
     if header:
         names = [f.strip() for f in fields]
+        picked = _pick_columns(p, names, cols)
+        # Polars keeps the header's spaces ("userId ,movieId"): scan the raw names
+        raw = tuple(fields[names.index(c)] if c is not None else None for c in picked)
         return [Source(path=p, kind="delimited", separator=sep, has_header=True,
-                       columns=_pick_columns(p, names, cols), n_fields=len(names), label=label)]
+                       columns=raw, n_fields=len(names), label=label)]
     n = len(fields)
     columns = []
     for default, key in enumerate(_COLUMN_KEYS):
