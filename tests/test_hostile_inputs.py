@@ -115,6 +115,13 @@ def _copy_run(w, shared):
     shutil.copytree(shared["run"], w / "runc")
 
 
+def _edit_meta(w, shared, **changes):
+    _copy_ds(w, shared)
+    meta = json.loads((w / "dsc" / "meta.json").read_text())
+    meta.update(changes)
+    (w / "dsc" / "meta.json").write_text(json.dumps(meta))
+
+
 def _edit_npy(name, fn):
     def make(w, shared):
         _copy_ds(w, shared)
@@ -360,6 +367,15 @@ CASES = [
          r"directory", {"r.csv": GOOD}),
     Case("info-garbage-meta", ["info", "{w}/dsc"], "error", r"meta\.json.* is corrupt",
          {"dsc": lambda w, s: (_copy_ds(w, s), (w / "dsc/meta.json").write_text("{garbage"))}),
+    Case("info-meta-matrices-wrong-type", ["info", "{w}/dsc"], "error",
+         r"meta\.json' is corrupt: matrices must be a JSON dict, got list",
+         {"dsc": lambda w, s: _edit_meta(w, s, matrices=[1])}),
+    Case("info-meta-counts-wrong-type", ["info", "{w}/dsc", "--verify"], "error",
+         r"meta\.json' is corrupt: counts must be a JSON dict, got str",
+         {"dsc": lambda w, s: _edit_meta(w, s, counts="many")}),
+    Case("info-meta-checksum-wrong-type", ["info", "{w}/dsc", "--verify"], "error",
+         r"the entries of checksums must be JSON strs, got int",
+         {"dsc": lambda w, s: _edit_meta(w, s, checksums={"train.indptr.npy": 3})}),
     Case("info-truncated-npy", ["info", "{w}/dsc"], "error",
          r"train\.indices\.npy.* is corrupt or truncated",
          {"dsc": lambda w, s: (_copy_ds(w, s), (w / "dsc/train.indices.npy").write_bytes(
@@ -398,6 +414,8 @@ CASES = [
                                        "--quiet"], "error", r"n_heldout only applies"),
     Case("synth-file-exists", ["synth", "--out", "{w}/r.csv", "--quiet"], "error",
          r"already exists; pass overwrite", {"r.csv": "mine"}, _untouched("r.csv")),
+    Case("synth-negative-seed", ["synth", "--seed", "-1", "--out", "{w}/r.csv", "--quiet"],
+         "error", r"seed must be in \[0, 4294967295\], got -1"),
     Case("synth-bad-preset", ["synth", "--preset", "huge", "--out", "{w}/r.csv"], "usage"),
     # -- evaluate -------------------------------------------------------------------------------
     Case("json-is-a-folder", ["evaluate", "--scores", "{scores}", "--split", "{shared_ds}",

@@ -239,6 +239,8 @@ class SplitDataset:
         except (OSError, ValueError) as exc:
             raise IncompatibleDatasetError(f"{str(meta_path)!r} is corrupt: {exc}") from None
         version = meta.get("format_version") if isinstance(meta, dict) else None
+        if version == FORMAT_VERSION:
+            _check_meta(meta, meta_path)
         if version != FORMAT_VERSION:
             raise IncompatibleDatasetError(
                 f"{str(path)!r} has dataset format version {version}, expected {FORMAT_VERSION}; "
@@ -288,10 +290,15 @@ class SplitDataset:
         """
         path = Path(path)
         try:
-            recorded = json.loads((path / "meta.json").read_text()).get("checksums") or {}
-        except (OSError, ValueError, AttributeError) as exc:
-            raise IncompatibleDatasetError(f"{str(path / 'meta.json')!r} is unreadable or not "
-                                           f"a JSON object: {exc}") from None
+            meta = json.loads((path / "meta.json").read_text())
+        except (OSError, ValueError) as exc:
+            raise IncompatibleDatasetError(f"{str(path / 'meta.json')!r} is unreadable: "
+                                           f"{exc}") from None
+        if not isinstance(meta, dict):
+            raise IncompatibleDatasetError(f"{str(path / 'meta.json')!r} is corrupt: expected a "
+                                           f"JSON object, got {type(meta).__name__}")
+        _check_meta(meta, path / "meta.json")
+        recorded = meta.get("checksums") or {}
         bad = []
         for name, digest in sorted(recorded.items()):
             f = path / name
@@ -304,6 +311,28 @@ class SplitDataset:
                                            f"do not match the checksums in meta.json: "
                                            f"{', '.join(bad)}; the directory is corrupt")
         return len(recorded)
+
+
+#: meta.json keys with a fixed JSON type (what summary(), load and verify_checksums read)
+_META_TYPES = {"n_items": int, "matrices": dict, "counts": dict, "params": dict,
+               "sources": list, "checksums": dict, "name": str, "source_format": str}
+
+
+def _check_meta(meta: dict, meta_path: Path) -> None:
+    """A damaged meta.json is named, not an AttributeError later."""
+    for key, kind in _META_TYPES.items():
+        value = meta.get(key)
+        if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+            raise IncompatibleDatasetError(
+                f"{str(meta_path)!r} is corrupt: {key} must be a JSON {kind.__name__}, got "
+                f"{type(value).__name__}")
+    for key, kind in (("matrices", dict), ("sources", dict), ("checksums", str)):
+        values = meta.get(key) or {}
+        for v in values.values() if isinstance(values, dict) else values:
+            if not isinstance(v, kind):
+                raise IncompatibleDatasetError(
+                    f"{str(meta_path)!r} is corrupt: the entries of {key} must be JSON "
+                    f"{kind.__name__}s, got {type(v).__name__}")
 
 
 _PROBLEMS = {1: "has a decreasing or out-of-range indptr",

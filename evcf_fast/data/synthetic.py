@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from .._checks import check_int
 from .._io import atomic_dir, atomic_file, check_output
 
 
@@ -294,6 +295,7 @@ def synthesize(preset: str, out: str | os.PathLike, *, format: str = "movielens"
     if format not in ("movielens", "netflix", "split"):
         raise ValueError(f"format must be movielens, netflix or split, got {format!r}")
     p = _resolve(preset, {})
+    check_int(seed, "seed", minimum=0, maximum=2**32 - 1)
     if n_heldout is not None and format != "split":
         raise ValueError("n_heldout only applies to format='split'")
     out = check_output(out, overwrite=overwrite, folder=format != "movielens")  # before work
