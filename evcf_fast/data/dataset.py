@@ -216,7 +216,8 @@ class SplitDataset:
         verify : bool
             Check every matrix fully (non-decreasing ``indptr``, column indices in range,
             sorted and duplicate-free rows), which the metric engine and the training batches
-            trust: one parallel pass over the indices, fused with filling the float32 ones.
+            trust: one vectorised pass over the indices and one over the rows, done while
+            filling the float32 ones.
             False trusts the files (only shapes and counts are checked). The recorded sha256
             checksums are checked by :meth:`verify_checksums` (``evcf info --verify``).
 
