@@ -5,5 +5,6 @@ modules validate and convert); every kernel uses ``cache=True``. Modules are imp
 (``from evcf_fast.kernels import ranking``) so that importing the package compiles nothing.
 
 * ``ranking``: fused masked top-K and ranking metrics (``evcf_fast.metrics``);
-* ``split``, ``synth``: the data engine's split and synthetic-data kernels (``evcf_fast.data``).
+* ``split``, ``synth``: the data engine's split and synthetic-data kernels (``evcf_fast.data``);
+* ``csr``: the one-pass structural check of a loaded dataset's CSR arrays.
 """

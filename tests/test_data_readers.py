@@ -119,13 +119,25 @@ def test_tsv_and_headerless_positions(tmp_path):
 
 
 def test_ids_that_turn_into_strings_late_in_the_file(tmp_path):
-    """Schema inference sees numbers first; a string id later must not be an error."""
+    """Issue 9: schema inference sees numbers first; one non-integer id later is an error naming
+    its line and the count (it would turn every id into text and change the user order); with
+    id_type="string" every id is text."""
     rows = [f"{u},{u % 7},4" for u in range(20_000)] + ["x9,3,5"]
     path = tmp_path / "late.csv"
     path.write_text("user,item,rating\n" + "\n".join(rows) + "\n")
-    df = read_interactions(path)
-    assert df.schema["user"] == pl.String
+    with pytest.raises(DataFormatError, match=r"late.csv: user id 'x9' on line 20002 is not an "
+                                              r"integer, but 20,000 other user ids are \(1 not\)"):
+        read_interactions(path)
+    df = read_interactions(path, id_type="string")
+    assert df.schema["user"] == pl.String and df.schema["item"] == pl.String
     assert df["user"][-1] == "x9" and df["user"][0] == "0"
+
+
+def test_all_text_ids_stay_text_and_all_integer_text_becomes_int(tmp_path):
+    path = tmp_path / "s.csv"
+    path.write_text("user,item,rating\nalice,m1,4\nbob,m2,5\n")
+    df = read_interactions(path)
+    assert df.schema["user"] == pl.String and df["user"].to_list() == ["alice", "bob"]
 
 
 def test_blank_lines_are_skipped_like_pandas(tmp_path):
@@ -152,11 +164,14 @@ def test_several_files_are_concatenated_in_order(tmp_path):
     assert df["user"].to_list() == [1, 2, 1] and df["item"].to_list() == [2, 1, 1]
 
 
-def test_string_and_integer_ids_across_files_become_strings(tmp_path):
+def test_string_and_integer_ids_across_files_are_an_error(tmp_path):
+    """Issue 9: integer ids in one file and text ids in another would sort every id as text."""
     a, b = tmp_path / "a.csv", tmp_path / "b.csv"
     a.write_text("user,item\n1,5\n")
     b.write_text("user,item\nx,5\n")
-    df = read_interactions([a, b])
+    with pytest.raises(DataFormatError, match=r"b.csv: user ids are text here but integers in"):
+        read_interactions([a, b])
+    df = read_interactions([a, b], id_type="string")
     assert df["user"].to_list() == ["1", "x"]
 
 

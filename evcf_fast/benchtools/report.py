@@ -250,7 +250,7 @@ def _plot_speedup(run: BenchmarkRun, pairs, path: Path) -> None:
 
 
 def write_report(runs: list[BenchmarkRun], out: str | Path, *,
-                 overwrite: bool = False) -> ReportFiles:
+                 overwrite: bool = False, inputs=()) -> ReportFiles:
     """Write ``report.md``, ``history.png`` and ``speedup.png`` for ``runs`` into ``out``.
 
     Parameters
@@ -260,7 +260,9 @@ def write_report(runs: list[BenchmarkRun], out: str | Path, *,
     out : str or Path
         Output directory, written atomically.
     overwrite : bool
-        Replace ``out`` if it exists.
+        Replace ``out`` if it exists (only a report folder of ours).
+    inputs : iterable of path-likes
+        Paths ``out`` must not be or hold (the result files read).
 
     Returns
     -------
@@ -271,7 +273,7 @@ def write_report(runs: list[BenchmarkRun], out: str | Path, *,
     out = Path(out)
     factors = calibration_factors(runs)
     pairs = baseline_pairs(runs[-1])
-    with atomic_dir(out, overwrite=overwrite) as tmp:
+    with atomic_dir(out, overwrite=overwrite, kind="report", inputs=inputs) as tmp:
         (tmp / REPORT_MD).write_text(_markdown(runs, factors, pairs), encoding="utf-8")
         _plot_history(runs, factors, tmp / HISTORY_PNG)
         _plot_speedup(runs[-1], pairs, tmp / SPEEDUP_PNG)

@@ -147,6 +147,10 @@ def _parse_benchmark(path: Path, i: int, raw) -> BenchmarkResult:
     if int(rounds) != rounds or rounds < 1:
         raise DataFormatError(path, None, f"{where}: stats.rounds must be an integer >= 1, got "
                                           f"{rounds!r}")
+    iterations = stats.get("iterations", 1)
+    if not _finite_nonneg(iterations) or int(iterations) != iterations or iterations < 1:
+        raise DataFormatError(path, None, f"{where}: stats.iterations must be an integer >= 1, "
+                              f"got {iterations!r}")
     data = stats.get("data")
     if data is not None:
         if (not isinstance(data, list) or len(data) != rounds
@@ -168,7 +172,7 @@ def _parse_benchmark(path: Path, i: int, raw) -> BenchmarkResult:
         fullname=str(raw["fullname"]), name=str(raw["name"]), group=raw.get("group"),
         params=params if isinstance(params, dict) else None,
         median=float(stats["median"]), iqr=float(stats["iqr"]), q1=float(stats["q1"]),
-        q3=float(stats["q3"]), rounds=int(rounds), iterations=int(stats.get("iterations", 1)),
+        q3=float(stats["q3"]), rounds=int(rounds), iterations=int(iterations),
         data=data, extra_info=extra)
 
 
@@ -227,17 +231,33 @@ def parse_run(raw, *, path: str | Path) -> BenchmarkRun:
             raise DataFormatError(path, None, f"benchmarks[{i}]: duplicate fullname "
                                               f"{result.fullname!r}")
         benchmarks[result.fullname] = result
-    commit_info = raw.get("commit_info") or {}
-    git = meta.get("git") or {}
-    machine_info = raw.get("machine_info") or {}
-    cpu = machine_info.get("cpu") or {}
+    commit_info = _object(path, raw, "commit_info")
+    git = _object(path, meta, "git", where=f"{METADATA_KEY}.")
+    machine_info = _object(path, raw, "machine_info")
+    cpu = _object(path, machine_info, "cpu", where="machine_info.")
     machine = " ".join(str(x) for x in (machine_info.get("node"), cpu.get("brand_raw")) if x)
+    commit = git.get("commit") or commit_info.get("id")
+    branch = git.get("branch") or commit_info.get("branch")
+    dirty = git.get("dirty", commit_info.get("dirty"))
+    for key, value, kind in (("commit", commit, str), ("branch", branch, str),
+                             ("dirty", dirty, bool)):
+        if value is not None and not isinstance(value, kind):
+            raise DataFormatError(path, None, f"commit {key} must be a {kind.__name__} or null, "
+                                              f"got {type(value).__name__} {value!r}")
     return BenchmarkRun(
-        path=path, datetime=str(raw["datetime"]), version=version,
-        commit=git.get("commit") or commit_info.get("id"),
-        dirty=git.get("dirty", commit_info.get("dirty")),
-        branch=git.get("branch") or commit_info.get("branch"),
-        machine=machine or "unknown", metadata=meta, benchmarks=benchmarks)
+        path=path, datetime=str(raw["datetime"]), version=version, commit=commit, dirty=dirty,
+        branch=branch, machine=machine or "unknown", metadata=meta, benchmarks=benchmarks)
+
+
+def _object(path: Path, parent: dict, key: str, *, where: str = "") -> dict:
+    """``parent[key]`` as a dict ({} when absent or null); a DataFormatError for other types."""
+    value = parent.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise DataFormatError(path, None, f"{where}{key} must be an object, got "
+                                          f"{type(value).__name__}")
+    return value
 
 
 def load_run(path: str | Path) -> BenchmarkRun:
@@ -268,6 +288,9 @@ def load_run(path: str | Path) -> BenchmarkRun:
     except json.JSONDecodeError as exc:
         raise DataFormatError(path, exc.lineno, f"not valid JSON: {exc.msg} (column {exc.colno})")\
             from None
+    except RecursionError:
+        raise DataFormatError(path, None, "JSON nested too deeply to be a pytest-benchmark "
+                                          "result") from None
     return parse_run(raw, path=path)
 
 

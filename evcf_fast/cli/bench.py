@@ -110,7 +110,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         runs = [resolve_run(spec, storage=args.storage) for spec in args.runs]
     else:
         runs = list_runs(args.storage)
-    files = write_report(runs, args.out, overwrite=args.overwrite)
+    files = write_report(runs, args.out, overwrite=args.overwrite,
+                         inputs=[args.storage, *(r.path for r in runs)])
     print(f"wrote {files.markdown}, {files.history_png}, {files.speedup_png} "
           f"({len(runs)} run(s))")
     return 0

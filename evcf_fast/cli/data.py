@@ -75,6 +75,12 @@ def register(subparsers) -> None:
                         help="the files start with a header line")
     header.add_argument("--no-header", dest="has_header", action="store_false",
                         help="the files have no header line")
+    p.add_argument("--drop-invalid-ratings", action="store_true",
+                   help="drop rows whose rating is empty, NaN or infinite and count them in the "
+                        "summary (default: stop with an error naming the file and line)")
+    p.add_argument("--string-ids", action="store_true",
+                   help="read every user and item id as text (default: integers, or text when "
+                        "no id looks like an integer; a mix is an error)")
     p.add_argument("--no-hash", action="store_true",
                    help="do not record sha256 hashes of the inputs")
     _common(p)
@@ -99,6 +105,9 @@ def register(subparsers) -> None:
     i = subparsers.add_parser("info", help="print the summary of a dataset directory")
     i.add_argument("dataset", help="dataset directory (from evcf prepare or evcf synth)")
     i.add_argument("--json", action="store_true", help="print meta.json instead")
+    i.add_argument("--verify", action="store_true",
+                   help="also check every array file against the sha256 checksums recorded in "
+                        "meta.json (the structure of every matrix is always checked)")
     i.set_defaults(func=cmd_info)
 
     e = subparsers.add_parser(
@@ -129,7 +138,9 @@ def cmd_prepare(args: argparse.Namespace) -> int:
                  min_user_count=args.min_user_count, seed=args.seed,
                  heldout_fraction=args.heldout_fraction, exact=not args.fast,
                  overwrite=args.overwrite, progress=not args.quiet,
-                 hash_sources=not args.no_hash)
+                 hash_sources=not args.no_hash,
+                 invalid_ratings="drop" if args.drop_invalid_ratings else "error",
+                 id_type="string" if args.string_ids else "auto")
     if not args.quiet:
         shapes = ", ".join(f"{n} {getattr(ds, a).shape[0]:,}" for n, a in (
             ("train", "train"), ("validation", "validation_fold_in"), ("test", "test_fold_in")))
@@ -156,6 +167,11 @@ def cmd_info(args: argparse.Namespace) -> int:
 
     ds = SplitDataset.load(args.dataset)
     print(json.dumps(ds.meta, indent=2) if args.json else ds.summary())
+    if args.verify:
+        n = SplitDataset.verify_checksums(args.dataset)
+        print(f"verified     {n} array files match their sha256 in meta.json" if n else
+              "verified     matrix structure only: this dataset records no checksums (saved by "
+              "an older evcf_fast; re-create it with `evcf prepare` to add them)")
     return 0
 
 
@@ -164,7 +180,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     from ..data.export import export_presplit
 
     ds = SplitDataset.load(args.dataset)
-    path = export_presplit(ds, args.out, overwrite=args.overwrite, progress=not args.quiet)
+    path = export_presplit(ds, args.out, overwrite=args.overwrite, progress=not args.quiet,
+                           inputs=[args.dataset])
     if not args.quiet:
         print(f"wrote {path}")
     return 0

@@ -97,11 +97,15 @@ def _check_score_file(path, *, heldout, split, part: str) -> None:
 
 
 def cmd_evaluate(args) -> int:
-    from .._io import atomic_file
+    from .._io import atomic_file, check_output
     from ..metrics import evaluate, evaluate_topk
     from ..metrics.topk_file import read_topk_parquet
 
     metrics = _metric_args(args.metrics)
+    inputs = [args.scores, args.topk, args.run, args.split]
+    for flag, out in (("--json", args.json), ("--per-user", args.per_user)):
+        if out is not None:  # before any work: a folder, an input, an unwritable place
+            check_output(out, overwrite=True, inputs=inputs, folder=False, what=flag)
     split, model = args.split, None
     if args.run is not None:  # the run's dataset unless --split; loaded once, with the model
         from ..train.inference import load_run
@@ -141,14 +145,14 @@ def cmd_evaluate(args) -> int:
     print(result.table())
     if args.json:
         summary = {**result.to_dict(), **source, "split": str(split), "part": args.part}
-        with atomic_file(args.json) as tmp:
+        with atomic_file(args.json, inputs=inputs, what="--json") as tmp:
             tmp.write_text(json.dumps(summary, indent=2) + "\n")
     if args.per_user:
-        _write_per_user(args.per_user, result, user_ids)
+        _write_per_user(args.per_user, result, user_ids, inputs=inputs)
     return 0
 
 
-def _write_per_user(path, result, user_ids) -> None:
+def _write_per_user(path, result, user_ids, *, inputs=()) -> None:
     import numpy as np
     import polars as pl
 
@@ -159,5 +163,5 @@ def _write_per_user(path, result, user_ids) -> None:
         columns["user_id"] = np.asarray(user_ids)
     columns["n_heldout"] = np.asarray(result.n_heldout)
     columns.update({name: np.asarray(v) for name, v in result.per_user.items()})
-    with atomic_file(path) as tmp:
+    with atomic_file(path, inputs=inputs, what="--per-user") as tmp:
         pl.DataFrame(columns).write_parquet(tmp)

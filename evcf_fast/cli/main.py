@@ -19,8 +19,15 @@ function: library calls get explicit keyword arguments.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
+import tempfile
+import threading
+import time
+import traceback
+from pathlib import Path
 
 from .. import __version__
 from . import bench, compare, data, evaluate, train
@@ -41,20 +48,86 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Errors that bad input, a bad environment or a resource limit cause: one clean line. Anything
+# else (AttributeError, IndexError, RecursionError, ...) is a bug: one line saying so, and the
+# traceback in a file. RecursionError and NotImplementedError subclass RuntimeError, so they are
+# tested first.
+EXPECTED = (ValueError, TypeError, OSError, KeyError, EOFError, MemoryError, RuntimeError)
+BUGS = (RecursionError, NotImplementedError)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    previous = _sigterm_as_interrupt()
     try:
         return int(args.func(args) or 0)
-    except (ValueError, TypeError, OSError, KeyError) as exc:
-        if os.environ.get("EVCF_DEBUG"):
-            raise
-        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"evcf {args.command}: error: {message}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
-        print(f"evcf {args.command}: interrupted", file=sys.stderr)
+        where = getattr(args, "on_interrupt", None)
+        detail = ""
+        with contextlib.suppress(Exception):  # the report must never hide the interrupt
+            detail = where(args) if where is not None else ""
+        print(f"evcf {args.command}: interrupted" + (f"; {detail}" if detail else ""),
+              file=sys.stderr)
         return 130
+    except BaseException as exc:
+        if isinstance(exc, SystemExit) or os.environ.get("EVCF_DEBUG"):
+            raise
+        if not isinstance(exc, Exception):
+            raise
+        if isinstance(exc, EXPECTED) and not isinstance(exc, BUGS):
+            print(f"evcf {args.command}: error: {_message(exc)}", file=sys.stderr)
+            return 2
+        path = _save_traceback(args.command, argv)
+        print(f"evcf {args.command}: internal error (a bug in evcf_fast, please report it): "
+              f"{type(exc).__name__}: {_first_line(exc)}; traceback written to {path}",
+              file=sys.stderr)
+        return 70
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _message(exc: BaseException) -> str:
+    if isinstance(exc, KeyError):
+        return f"missing key {exc.args[0]!r}" if exc.args else "missing key"
+    text = str(exc).strip()
+    if not text:
+        return type(exc).__name__
+    if type(exc).__module__.startswith(("torch", "polars", "numba")):
+        return f"{type(exc).__name__}: {_first_line(exc)}"
+    return text
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else "(no message)"
+
+
+def _save_traceback(command: str, argv) -> str:
+    """Write the current exception's traceback (and the command line) to a file; its path."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path = Path(tempfile.gettempdir()) / f"evcf-{command}-{stamp}-{os.getpid()}.traceback.txt"
+    try:
+        cmd = " ".join(sys.argv[:1] + list(argv if argv is not None else sys.argv[1:]))
+        path.write_text(f"evcf_fast {__version__}\ncommand: {cmd}\n\n{traceback.format_exc()}")
+    except OSError:
+        return "(could not be written: set EVCF_DEBUG=1 to see it)"
+    return str(path)
+
+
+def _sigterm_as_interrupt():
+    """SIGTERM (kill, a job scheduler's stop) is handled exactly like Ctrl-C; the old handler."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        return signal.signal(signal.SIGTERM, interrupt)
+    except (ValueError, OSError):
+        return None
 
 
 if __name__ == "__main__":  # pragma: no cover

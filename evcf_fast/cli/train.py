@@ -67,7 +67,7 @@ def register(subparsers) -> None:
     g.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config field, e.g. --set hidden_size=300 --set "
                         "patience=null (values parse as JSON, else as strings)")
-    t.set_defaults(func=cmd_train)
+    t.set_defaults(func=cmd_train, on_interrupt=train_interrupted)
 
     r = subparsers.add_parser(
         "recommend", help="top-k items for users of a run's dataset or an ad-hoc item list",
@@ -125,6 +125,32 @@ def cmd_train(args) -> int:
     print(result.summary())
     print(f"run directory: {args.out}")
     return 0
+
+
+def train_interrupted(args) -> str:
+    """What an interrupted (Ctrl-C, SIGTERM) ``evcf train`` saved, and the command that resumes.
+
+    Checkpoints are written atomically at the end of epochs, so the run folder holds the last
+    completed checkpoint (or nothing) whatever the moment of the interrupt.
+    """
+    import shlex
+
+    from ..train.checkpoint import BEST, LAST
+    from ..train.run_folder import LOG
+
+    run = Path(args.out)
+    if not (run / LAST).is_file():
+        return (f"nothing was saved yet (no checkpoint in {run}); run the same command again to "
+                f"start over")
+    epochs = 0
+    try:
+        epochs = sum(1 for line in (run / LOG).read_text().splitlines() if line.strip())
+    except OSError:
+        pass
+    saved = f"epoch {epochs}" if epochs else "the last checkpoint"
+    best = " and best.pt" if (run / BEST).is_file() else ""
+    return (f"{saved} is saved in {run / LAST}{best}; resume exactly with: "
+            f"evcf train --out {shlex.quote(str(run))} --resume")
 
 
 def cmd_recommend(args) -> int:

@@ -24,6 +24,12 @@ INPUT_FORMATS = ("auto", "movielens", "netflix", "csv", "tsv", "parquet")
 #: ``format`` values of :func:`evcf_fast.data.pipeline.prepare`: the readers' formats and the
 #: authors' pre-split layout
 PREPARE_FORMATS = (*INPUT_FORMATS, "presplit")
+#: What the readers and the split do with a null, NaN or infinite rating: stop with an error
+#: naming the file and line, or drop the row and count it (``meta["counts"]``, ``evcf info``)
+INVALID_RATINGS = ("error", "drop")
+#: How id columns are typed: ``"auto"`` (integers when every id is an integer, strings when none
+#: is; integer-looking ids mixed with a few others are an error) or ``"string"`` (always text)
+ID_TYPES = ("auto", "string")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

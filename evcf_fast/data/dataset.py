@@ -16,6 +16,7 @@ nothing is pickled.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -38,7 +39,8 @@ _ROW_IDS = {"train": "train_user_ids", "validation_fold_in": "validation_user_id
             "test_heldout": "test_user_ids"}
 
 
-def make_csr(indptr: np.ndarray, indices: np.ndarray, n_cols: int) -> sp.csr_matrix:
+def make_csr(indptr: np.ndarray, indices: np.ndarray, n_cols: int,
+             data: np.ndarray | None = None) -> sp.csr_matrix:
     """Wrap CSR arrays (sorted rows, no duplicates) without copying or re-checking them.
 
     scipy would coerce ``indptr`` and ``indices`` to one common dtype; the contract here is
@@ -53,7 +55,7 @@ def make_csr(indptr: np.ndarray, indices: np.ndarray, n_cols: int) -> sp.csr_mat
                         f"{indptr.dtype} and {indices.dtype}")
     n_rows = indptr.shape[0] - 1
     m = sp.csr_matrix((n_rows, n_cols), dtype=np.float32)
-    m.data = np.ones(indices.shape[0], np.float32)
+    m.data = np.ones(indices.shape[0], np.float32) if data is None else data
     m.indices = indices
     m.indptr = indptr
     m.has_canonical_format = True  # sorted, duplicate-free rows: set so scipy never re-sorts
@@ -160,6 +162,9 @@ class SplitDataset:
                 f"kept by the rating filter; {counts.get('n_duplicates', 0):,} duplicated "
                 f"(user, item) pairs collapsed; {counts.get('n_users_dropped', 0):,} users with "
                 f"too few interactions dropped")
+            if counts.get("n_invalid_ratings"):
+                lines.append(f"dropped      {counts['n_invalid_ratings']:,} rows with a null, "
+                             f"NaN or infinite rating (invalid_ratings='drop')")
             lines.append(
                 f"held-out     {counts.get('n_heldout_rows_out_of_vocab', 0):,} validation/test "
                 f"rows on items unseen in training dropped; "
@@ -171,10 +176,11 @@ class SplitDataset:
                          + (f", sha256 {sha[:16]}...)" if sha else ")"))
         return "\n".join(lines)
 
-    def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    def save(self, path: str | os.PathLike, *, overwrite: bool = False, inputs=()) -> Path:
         """Write the dataset directory atomically (temporary directory, then rename).
 
-        Raises FileExistsError if ``path`` exists and ``overwrite`` is false.
+        Raises FileExistsError if ``path`` exists and ``overwrite`` is false, or if it is not a
+        folder written by evcf_fast; ValueError if it is one of ``inputs`` (or holds one).
         """
         path = Path(path)
         meta = dict(self.meta)
@@ -182,7 +188,7 @@ class SplitDataset:
         meta["n_items"] = self.n_items
         meta["matrices"] = {name: {"shape": list(getattr(self, name).shape),
                                    "nnz": int(getattr(self, name).nnz)} for name in MATRICES}
-        with atomic_dir(path, overwrite=overwrite) as tmp:
+        with atomic_dir(path, overwrite=overwrite, kind="dataset", inputs=inputs) as tmp:
             for name in MATRICES:
                 m = getattr(self, name)
                 np.save(tmp / f"{name}.indptr.npy", np.asarray(m.indptr, np.int64))
@@ -190,12 +196,15 @@ class SplitDataset:
             for name in ID_ARRAYS:
                 np.save(tmp / f"{name}.npy", _storable_ids(getattr(self, name)),
                         allow_pickle=False)
+            # sha256 of every array file, checked by verify_checksums (`evcf info --verify`)
+            meta["checksums"] = {f.name: _sha256(f) for f in sorted(tmp.glob("*.npy"))}
             # meta.json last: a directory with a meta.json is complete by construction
             (tmp / "meta.json").write_text(json.dumps(meta, indent=2, default=_json_default))
         return path
 
     @classmethod
-    def load(cls, path: str | os.PathLike, *, mmap: bool = True) -> SplitDataset:
+    def load(cls, path: str | os.PathLike, *, mmap: bool = True,
+             verify: bool = True) -> SplitDataset:
         """Load a dataset directory written by :meth:`save`.
 
         Parameters
@@ -203,7 +212,14 @@ class SplitDataset:
         path : path-like
             The dataset directory.
         mmap : bool
-            Memory-map the index arrays (read-only, O(1) load) instead of reading them.
+            Memory-map the index arrays (read-only) instead of reading them.
+        verify : bool
+            Check every matrix fully (non-decreasing ``indptr``, column indices in range,
+            sorted and duplicate-free rows), which the metric engine and the training batches
+            trust: one vectorised pass over the indices and one over the rows, done while
+            filling the float32 ones.
+            False trusts the files (only shapes and counts are checked). The recorded sha256
+            checksums are checked by :meth:`verify_checksums` (``evcf info --verify``).
 
         Raises
         ------
@@ -224,6 +240,8 @@ class SplitDataset:
         except (OSError, ValueError) as exc:
             raise IncompatibleDatasetError(f"{str(meta_path)!r} is corrupt: {exc}") from None
         version = meta.get("format_version") if isinstance(meta, dict) else None
+        if version == FORMAT_VERSION:
+            _check_meta(meta, meta_path)
         if version != FORMAT_VERSION:
             raise IncompatibleDatasetError(
                 f"{str(path)!r} has dataset format version {version}, expected {FORMAT_VERSION}; "
@@ -249,11 +267,92 @@ class SplitDataset:
                     f"{str(path)!r}: {name} arrays are inconsistent with meta.json (expected "
                     f"shape {expected.get('shape')} and nnz {expected.get('nnz')}, got "
                     f"{[n_rows, n_items]} and {indices.shape[0]}); the directory is corrupt")
-            arrays[name] = make_csr(indptr, indices, n_items)
+            data = None
+            if verify:
+                data = np.empty(indices.shape[0], np.float32)
+                row, code = _check_csr(indptr, indices, n_items, data)
+                if row >= 0:
+                    raise IncompatibleDatasetError(
+                        f"{str(path)!r}: {name} row {row} {_PROBLEMS[code]}; the directory is "
+                        f"corrupt (re-create it with `evcf prepare`)")
+            arrays[name] = make_csr(indptr, indices, n_items, data)
         try:
             return cls(**arrays, meta=meta)
         except (TypeError, ValueError) as exc:
             raise IncompatibleDatasetError(f"{str(path)!r} is corrupt: {exc}") from None
+
+
+    @staticmethod
+    def verify_checksums(path: str | os.PathLike) -> int:
+        """Compare every array file's sha256 with the one recorded in ``meta.json``.
+
+        Returns the number of files checked (0 for a dataset saved before checksums were
+        recorded). Raises IncompatibleDatasetError naming the files that differ or are missing.
+        """
+        path = Path(path)
+        try:
+            meta = json.loads((path / "meta.json").read_text())
+        except (OSError, ValueError) as exc:
+            raise IncompatibleDatasetError(f"{str(path / 'meta.json')!r} is unreadable: "
+                                           f"{exc}") from None
+        if not isinstance(meta, dict):
+            raise IncompatibleDatasetError(f"{str(path / 'meta.json')!r} is corrupt: expected a "
+                                           f"JSON object, got {type(meta).__name__}")
+        _check_meta(meta, path / "meta.json")
+        recorded = meta.get("checksums") or {}
+        bad = []
+        for name, digest in sorted(recorded.items()):
+            f = path / name
+            if not f.is_file():
+                bad.append(f"{name} (missing)")
+            elif _sha256(f) != digest:
+                bad.append(f"{name} (sha256 differs)")
+        if bad:
+            raise IncompatibleDatasetError(f"{str(path)!r}: {len(bad)} of {len(recorded)} files "
+                                           f"do not match the checksums in meta.json: "
+                                           f"{', '.join(bad)}; the directory is corrupt")
+        return len(recorded)
+
+
+#: meta.json keys with a fixed JSON type (what summary(), load and verify_checksums read)
+_META_TYPES = {"n_items": int, "matrices": dict, "counts": dict, "params": dict,
+               "sources": list, "checksums": dict, "name": str, "source_format": str}
+
+
+def _check_meta(meta: dict, meta_path: Path) -> None:
+    """A damaged meta.json is named, not an AttributeError later."""
+    for key, kind in _META_TYPES.items():
+        value = meta.get(key)
+        if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+            raise IncompatibleDatasetError(
+                f"{str(meta_path)!r} is corrupt: {key} must be a JSON {kind.__name__}, got "
+                f"{type(value).__name__}")
+    for key, kind in (("matrices", dict), ("sources", dict), ("checksums", str)):
+        values = meta.get(key) or {}
+        for v in values.values() if isinstance(values, dict) else values:
+            if not isinstance(v, kind):
+                raise IncompatibleDatasetError(
+                    f"{str(meta_path)!r} is corrupt: the entries of {key} must be JSON "
+                    f"{kind.__name__}s, got {type(v).__name__}")
+
+
+_PROBLEMS = {1: "has a decreasing or out-of-range indptr",
+             2: "has a column index outside [0, n_items)",
+             3: "has unsorted or duplicated column indices"}
+
+
+def _check_csr(indptr, indices, n_items, data):
+    from evcf_fast.kernels.csr import check_csr
+
+    return check_csr(indptr, indices, n_items, data)
+
+
+def _sha256(file: Path) -> str:
+    h = hashlib.sha256()
+    with open(file, "rb") as fh:
+        while chunk := fh.read(8 << 20):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def _load_array(file: Path, mode):

@@ -26,16 +26,17 @@ FILES = {"train.csv": "train", "validation_tr.csv": "validation_fold_in",
 
 
 def export_presplit(dataset: SplitDataset, out_dir: str | os.PathLike, *,
-                    overwrite: bool = False, progress: bool = False) -> Path:
+                    overwrite: bool = False, progress: bool = False, inputs=()) -> Path:
     """Write ``dataset`` in the authors' CSV layout into a new directory (atomically).
 
-    Rows are written in uid order and, within a user, in sid order.
+    Rows are written in uid order and, within a user, in sid order. ``inputs`` (e.g. the
+    dataset's own folder) may not be overwritten.
     """
     n_train = dataset.train.shape[0]
     n_valid = dataset.validation_fold_in.shape[0]
     offsets = {"train": 0, "validation_fold_in": n_train, "validation_heldout": n_train,
                "test_fold_in": n_train + n_valid, "test_heldout": n_train + n_valid}
-    with atomic_dir(out_dir, overwrite=overwrite) as tmp:
+    with atomic_dir(out_dir, overwrite=overwrite, kind="presplit", inputs=inputs) as tmp:
         for fname, attr in _progress(FILES.items(), total=len(FILES), desc="export",
                                      unit="file", enabled=progress):
             m = getattr(dataset, attr)

@@ -17,9 +17,11 @@ import time
 from pathlib import Path
 
 from .. import __version__
+from .._checks import check_choice
+from .._io import check_output
 from .._progress import progress as _progress
 from . import readers
-from .config import SplitConfig
+from .config import ID_TYPES, INVALID_RATINGS, SplitConfig
 from .dataset import SplitDataset
 from .split import split_positives
 
@@ -33,7 +35,8 @@ def prepare(paths, out_dir: str | os.PathLike | None = None, *, n_heldout: int |
             heldout_fraction: float = SplitConfig.heldout_fraction,
             exact: bool = SplitConfig.exact, overwrite: bool = False,
             progress: bool = True, hash_sources: bool = True,
-            name: str | None = None) -> SplitDataset:
+            name: str | None = None, invalid_ratings: str = "error",
+            id_type: str = "auto") -> SplitDataset:
     """Read raw interaction files, split them, and optionally write the dataset directory.
 
     Parameters
@@ -65,6 +68,11 @@ def prepare(paths, out_dir: str | os.PathLike | None = None, *, n_heldout: int |
         the split runs).
     name : str, optional
         Dataset name for the metadata (default: ``out_dir``'s name or the first input's).
+    invalid_ratings : {"error", "drop"}
+        A null, NaN or infinite rating stops with an error naming the file and line, or
+        (``"drop"``) the row is dropped and counted in ``meta["counts"]["n_invalid_ratings"]``.
+    id_type : {"auto", "string"}
+        How ids are typed (:data:`evcf_fast.data.config.ID_TYPES`).
 
     Returns
     -------
@@ -72,10 +80,11 @@ def prepare(paths, out_dir: str | os.PathLike | None = None, *, n_heldout: int |
         The in-memory split (the same arrays that were written).
     """
     t0 = time.perf_counter()
-    if out_dir is not None and Path(out_dir).exists() and not overwrite:
-        raise FileExistsError(f"output directory {str(out_dir)!r} already exists; pass "
-                              f"overwrite (--overwrite) to replace it")
+    check_choice(invalid_ratings, "invalid_ratings", INVALID_RATINGS)
+    check_choice(id_type, "id_type", ID_TYPES)
     plist = readers.as_path_list(paths)
+    if out_dir is not None:  # before any work: existing, foreign, input or unwritable output
+        check_output(out_dir, overwrite=overwrite, inputs=plist)
     presplit = format == "presplit" or (
         format == "auto" and len(plist) == 1 and plist[0].is_dir()
         and all((plist[0] / f).is_file() for f in readers.PRESPLIT_FILES))
@@ -87,7 +96,7 @@ def prepare(paths, out_dir: str | os.PathLike | None = None, *, n_heldout: int |
             raise ValueError(f"pre-split input is one directory, got {len(plist)} paths")
         ds = readers.read_presplit(plist[0])
         if out_dir is not None:
-            ds.save(out_dir, overwrite=overwrite)
+            ds.save(out_dir, overwrite=overwrite, inputs=plist)
         return ds
     if n_heldout is None:
         raise TypeError("n_heldout is required (the number of validation and of test users)")
@@ -107,7 +116,9 @@ def prepare(paths, out_dir: str | os.PathLike | None = None, *, n_heldout: int |
     bar.set_postfix_str("parse")
     stats = {}
     positives = readers.collect_sources(sources, with_timestamp=False,
-                                        min_rating=config.min_rating, stats=stats)
+                                        min_rating=config.min_rating,
+                                        invalid_ratings=invalid_ratings, id_type=id_type,
+                                        stats=stats)
     t_parse = time.perf_counter()
     # the split is mostly one core (compiled, GIL-free kernels): hash the sources meanwhile
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
@@ -126,12 +137,13 @@ def prepare(paths, out_dir: str | os.PathLike | None = None, *, n_heldout: int |
         del positives
         t_split = time.perf_counter()
         ds.meta["sources"] = hashes.result()
+        ds.meta.setdefault("counts", {})["n_invalid_ratings"] = stats["n_invalid_ratings"]
     bar.update()
     if out_dir is not None:
         bar.set_postfix_str("write")
         ds.meta["timings_s"] = {"parse": round(t_parse - t0, 3),
                                 "split": round(t_split - t_parse, 3)}
-        ds.save(out_dir, overwrite=overwrite)
+        ds.save(out_dir, overwrite=overwrite, inputs=plist)
     bar.update()
     bar.close()
     return ds

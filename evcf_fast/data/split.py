@@ -31,9 +31,11 @@ import polars as pl
 
 from evcf_fast.kernels import split as K
 
+from .._checks import check_choice
 from .._progress import progress as _progress
-from .config import SplitConfig
+from .config import INVALID_RATINGS, SplitConfig
 from .dataset import SplitDataset, make_csr
+from .readers._common import invalid_rating, invalid_rating_hint
 
 #: A held-out user needs at least this many in-vocabulary rows to get targets (hard-coded 5 in
 #: the notebook's ``split_train_test_proportion``, independent of ``min_user_count``).
@@ -49,7 +51,8 @@ def strong_generalization_split(interactions: pl.DataFrame, *, n_heldout: int,
                                 seed: int = SplitConfig.seed,
                                 heldout_fraction: float = SplitConfig.heldout_fraction,
                                 exact: bool = SplitConfig.exact, progress: bool = False,
-                                meta: dict | None = None) -> SplitDataset:
+                                meta: dict | None = None,
+                                invalid_ratings: str = "error") -> SplitDataset:
     """Split an interactions table into train / validation / test users (strong generalization).
 
     Parameters
@@ -75,6 +78,11 @@ def strong_generalization_split(interactions: pl.DataFrame, *, n_heldout: int,
         Show a progress bar over the steps.
     meta : dict, optional
         Extra metadata merged into the result's ``meta`` (name, sources, ...).
+    invalid_ratings : {"error", "drop"}
+        With ``min_rating``: a null, NaN or infinite rating is a ValueError naming its row and
+        the count, or (``"drop"``) such rows are dropped and counted in
+        ``meta["counts"]["n_invalid_ratings"]`` (Polars orders NaN above every number, so
+        ``NaN > 3.5`` would otherwise keep them as positives).
 
     Returns
     -------
@@ -95,9 +103,21 @@ def strong_generalization_split(interactions: pl.DataFrame, *, n_heldout: int,
         if not interactions.schema["rating"].is_numeric():
             raise ValueError(f"rating column must be numeric, got "
                              f"{interactions.schema['rating']}")
-        interactions = interactions.filter(pl.col("rating") > config.min_rating)
-    return _split(interactions["user"], interactions["item"], config, n_rows=n_rows,
-                  progress=progress, meta=meta)
+        check_choice(invalid_ratings, "invalid_ratings", INVALID_RATINGS)
+        bad = interactions.select(invalid_rating()).to_series()
+        n_bad = int(bad.sum())
+        if n_bad and invalid_ratings == "error":
+            row = int(bad.arg_true()[0])
+            raise ValueError(f"rating must be a finite number, got {interactions['rating'][row]} "
+                             f"in row {row} ({n_bad:,} rows have a null, NaN or infinite "
+                             f"rating); {invalid_rating_hint()}")
+        interactions = interactions.filter(~bad & (pl.col("rating") > config.min_rating))
+    else:
+        n_bad = 0
+    ds = _split(interactions["user"], interactions["item"], config, n_rows=n_rows,
+                progress=progress, meta=meta)
+    ds.meta["counts"]["n_invalid_ratings"] = n_bad
+    return ds
 
 
 def split_positives(user: pl.Series, item: pl.Series, *, n_rows: int, n_heldout: int,

@@ -27,7 +27,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from .._io import atomic_dir, atomic_file
+from .._checks import check_int
+from .._io import atomic_dir, atomic_file, check_output
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -207,7 +208,7 @@ def write_netflix(interactions: pl.DataFrame, out_dir: str | os.PathLike, *,
                          f"{rating[ratings != rating][0]}; generate with half_stars=False")
     del rating
     days = (df["timestamp"].to_numpy() // 86_400).astype(np.int32)
-    with atomic_dir(out_dir, overwrite=overwrite) as tmp:
+    with atomic_dir(out_dir, overwrite=overwrite, kind="synthetic netflix") as tmp:
         if layout == "combined":
             bounds = np.linspace(0, len(movie_ids), n_files + 1).round().astype(np.int64)
             for f in range(n_files):
@@ -294,12 +295,10 @@ def synthesize(preset: str, out: str | os.PathLike, *, format: str = "movielens"
     if format not in ("movielens", "netflix", "split"):
         raise ValueError(f"format must be movielens, netflix or split, got {format!r}")
     p = _resolve(preset, {})
+    check_int(seed, "seed", minimum=0, maximum=2**32 - 1)
     if n_heldout is not None and format != "split":
         raise ValueError("n_heldout only applies to format='split'")
-    out = Path(out)
-    if out.exists() and not overwrite:
-        raise FileExistsError(f"output {str(out)!r} already exists; pass overwrite "
-                              f"(--overwrite) to replace it")
+    out = check_output(out, overwrite=overwrite, folder=format != "movielens")  # before work
     bar = _progress(total=2, desc=f"synth {preset}", unit="step", enabled=progress)
     bar.set_postfix_str("generate")
     df = make_synthetic(p, seed=seed, half_stars=p.half_stars and format != "netflix")

@@ -156,8 +156,12 @@ class _ScoreBlocks:
         lo = self.offset + start * row_bytes
         hi = self.offset + stop * row_bytes
         base = lo - lo % mmap.ALLOCATIONGRANULARITY
-        with open(self.path, "rb") as f:
-            mm = mmap.mmap(f.fileno(), hi - base, access=mmap.ACCESS_READ, offset=base)
+        try:
+            with open(self.path, "rb") as f:
+                mm = mmap.mmap(f.fileno(), hi - base, access=mmap.ACCESS_READ, offset=base)
+        except (OSError, ValueError) as exc:  # e.g. the file was truncated or removed meanwhile
+            raise ValueError(f"scores file {str(self.path)!r}: rows {start}..{stop} cannot be "
+                             f"read ({exc}); is the file truncated?") from None
         try:
             if hasattr(mm, "madvise") and hasattr(mmap, "MADV_SEQUENTIAL"):
                 mm.madvise(mmap.MADV_SEQUENTIAL)

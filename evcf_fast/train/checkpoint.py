@@ -32,7 +32,14 @@ CHECKPOINT_FORMAT = "evcf_fast.checkpoint"
 CHECKPOINT_VERSION = 1
 LAST = "last.pt"
 BEST = "best.pt"
-_SAVE_ADDED_META = ("format_version", "n_items", "matrices")
+#: What each kind of checkpoint must hold (key -> type); checked on load so that a damaged or
+#: forged file is reported by name instead of failing later with a bare KeyError.
+COMMON_KEYS = {"model_config": dict, "train_config": dict, "dataset": dict, "epoch": int,
+               "model_state": dict}
+LAST_KEYS = {**COMMON_KEYS, "step": int, "optimizer_state": dict, "early_stopping": dict,
+             "history": list, "stopped": bool, "rng": dict}
+BEST_KEYS = COMMON_KEYS
+_SAVE_ADDED_META = ("format_version", "n_items", "matrices", "checksums")
 
 
 def library_versions() -> dict:
@@ -121,7 +128,7 @@ def save_checkpoint(path, payload: dict) -> None:
         torch.save(payload, tmp)
 
 
-def load_checkpoint(path, *, map_location="cpu") -> dict:
+def load_checkpoint(path, *, map_location="cpu", required: dict | None = None) -> dict:
     """Load a checkpoint written by :func:`save_checkpoint` with ``weights_only=True``.
 
     Raises
@@ -129,7 +136,9 @@ def load_checkpoint(path, *, map_location="cpu") -> dict:
     FileNotFoundError
         If ``path`` does not exist.
     IncompatibleDatasetError
-        If the file is not an evcf_fast checkpoint or has another format version.
+        If the file is not an evcf_fast checkpoint, has another format version, or lacks one of
+        the ``required`` keys (key -> type; default :data:`COMMON_KEYS`) or has it with
+        another type.
     """
     path = Path(path)
     if not path.is_file():
@@ -137,7 +146,8 @@ def load_checkpoint(path, *, map_location="cpu") -> dict:
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # corrupt file or foreign pickle: say which file and why
-        raise IncompatibleDatasetError(f"{path}: not a loadable evcf_fast checkpoint ({exc})") \
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise IncompatibleDatasetError(f"{path}: not a loadable evcf_fast checkpoint ({first})") \
             from exc
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise IncompatibleDatasetError(f"{path}: not an evcf_fast checkpoint")
@@ -145,6 +155,18 @@ def load_checkpoint(path, *, map_location="cpu") -> dict:
         raise IncompatibleDatasetError(
             f"{path}: checkpoint format version {payload.get('version')!r}, expected "
             f"{CHECKPOINT_VERSION}; retrain with this evcf_fast version")
+    required = COMMON_KEYS if required is None else required
+    missing = sorted(k for k in required if k not in payload)
+    wrong = sorted(f"{k} ({type(payload[k]).__name__}, expected {t.__name__})"
+                   for k, t in required.items() if k in payload
+                   and not (isinstance(payload[k], t) and not (t is int and
+                                                               isinstance(payload[k], bool))))
+    if missing or wrong:
+        raise IncompatibleDatasetError(
+            f"{path}: damaged checkpoint: " + "; ".join(
+                ([f"missing {missing}"] if missing else []) +
+                ([f"wrong types: {', '.join(wrong)}"] if wrong else []))
+            + "; resume from another copy or start a new run")
     return payload
 
 

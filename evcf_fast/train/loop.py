@@ -299,6 +299,7 @@ def fit(data, *, model_config, train_config: TrainConfig, out=None, resume: bool
         ``out`` already holds a run (without ``resume``), or has none to resume.
     """
     data, data_path = _as_dataset(data)
+    _check_parts(data, evaluate_test=evaluate_test)
     run_dir = Path(out) if out is not None else None
     saved = run_folder.open_run(run_dir, data, model_config=model_config,
                                 train_config=train_config, resume=resume)
@@ -355,6 +356,19 @@ def _as_dataset(data):
     from ..data.dataset import SplitDataset
 
     return SplitDataset.load(data), str(Path(data).resolve())
+
+
+def _check_parts(data, *, evaluate_test: bool) -> None:
+    """Validation (and test) users with held-out items must exist before the first step."""
+    parts = ("validation", "test") if evaluate_test else ("validation",)
+    for name in parts:
+        fold_in, heldout = data.part(name)
+        n_users = int(fold_in.shape[0])
+        with_targets = int((heldout.indptr[1:] > heldout.indptr[:-1]).sum())
+        if with_targets == 0:
+            raise ValueError(f"the dataset has no {name} users with held-out items (got "
+                             f"{n_users} {name} users); training validates every epoch and tests "
+                             f"the best one: prepare the split with --n-heldout >= 1")
 
 
 def _would_stop(trainer: Trainer) -> bool:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from .._io import atomic_file
+from .._io import atomic_file, read_jsonl
 
 
 def read_log(run) -> list[dict]:
@@ -14,9 +13,14 @@ def read_log(run) -> list[dict]:
     if not path.exists():
         raise FileNotFoundError(f"{str(path)!r} not found; is {str(run)!r} a run directory "
                                 f"written by `evcf train`?")
-    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    records = read_jsonl(path)
     if not records:
         raise ValueError(f"{path} holds no epochs yet")
+    for lineno, r in enumerate(records, start=1):
+        missing = [k for k in ("epoch", "loss", "nll", "kl", "beta") if k not in r]
+        if missing:
+            raise ValueError(f"{path}:{lineno}: epoch record is missing {missing}; the file "
+                             f"is damaged (it is written by `evcf train`)")
     return records
 
 
@@ -61,6 +65,8 @@ def plot_run(run, *, out=None) -> Path:
         ax.set(xlabel="epoch", ylabel=metric_key[4:], title="validation")
     fig.suptitle(Path(run).resolve().name)
     out = Path(out) if out is not None else Path(run) / "curves.png"
-    with atomic_file(out) as tmp:
+    run_files = [Path(run) / f for f in ("log.jsonl", "config.json", "last.pt", "best.pt",
+                                         "test.json")]
+    with atomic_file(out, inputs=run_files, what="--out") as tmp:
         fig.savefig(tmp, format="png", dpi=100)
     return out

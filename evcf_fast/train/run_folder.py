@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from pathlib import Path
 
-from .._io import atomic_file
+from .._io import MARKER, atomic_file, check_output, describe_path, read_json, written_by_us
 from ..errors import IncompatibleDatasetError
 from . import checkpoint as ckpt
 from .config import TrainConfig
@@ -44,7 +45,7 @@ def run_data_dir(run, data=None) -> str:
     if not cfg_path.exists():
         raise FileNotFoundError(f"{str(cfg_path)!r} not found; is {str(run)!r} a run directory "
                                 f"written by `evcf train`? (or pass --data DIR)")
-    stored = json.loads(cfg_path.read_text()).get("data")
+    stored = read_json(cfg_path, what="run config").get("data")
     if not stored:
         raise ValueError(f"{cfg_path} records no dataset directory; pass --data DIR")
     return stored
@@ -58,7 +59,11 @@ def stored_configs(run) -> tuple[dict, dict] | None:
     path = Path(run) / CONFIG
     if not path.exists():
         return None
-    stored = json.loads(path.read_text())
+    stored = read_json(path, what="run config")
+    for key in ("model_config", "train_config"):
+        if not isinstance(stored.get(key), dict):
+            raise ValueError(f"run config {str(path)!r} has no {key!r} object; the file is "
+                             f"damaged (it is written by `evcf train`)")
     return stored["model_config"], stored["train_config"]
 
 
@@ -161,6 +166,8 @@ def open_run(run_dir: Path | None, data, *, model_config, train_config: TrainCon
             raise FileExistsError(f"run directory {str(run_dir)!r} already holds a checkpoint; "
                                   f"pass resume=True (--resume) to continue it or choose another "
                                   f"--out")
+        if run_dir is not None:
+            check_run_dir(run_dir)
         return None
     if run_dir is None:
         raise ValueError("resume=True needs the run directory (out / --out)")
@@ -168,11 +175,37 @@ def open_run(run_dir: Path | None, data, *, model_config, train_config: TrainCon
     if not last_path.exists():
         raise FileNotFoundError(f"--resume: no checkpoint {str(last_path)!r} to continue; "
                                 f"start a new run without --resume")
-    saved = ckpt.load_checkpoint(last_path, map_location=resolve_device(train_config.device))
+    saved = ckpt.load_checkpoint(last_path, map_location=resolve_device(train_config.device),
+                                 required=ckpt.LAST_KEYS)
     ckpt.check_fingerprint(saved["dataset"], ckpt.dataset_fingerprint(data), path=last_path)
     check_resume_configs(saved, model_config=model_config, train_config=train_config,
                          path=last_path)
     return saved
+
+
+def check_run_dir(run_dir: Path) -> None:
+    """A new run may write into a missing or empty folder, or a run folder of ours; check first.
+
+    Raises
+    ------
+    FileExistsError
+        ``run_dir`` holds files that evcf_fast did not write (they could be overwritten).
+    NotADirectoryError, PermissionError
+        ``run_dir`` is a file, or cannot be created or written.
+    """
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise NotADirectoryError(f"--out {str(run_dir)!r} is a file, expected a run directory")
+    if run_dir.is_dir():
+        if any(run_dir.iterdir()) and written_by_us(run_dir) != "run":
+            raise FileExistsError(
+                f"refusing to write a run into --out {str(run_dir)!r}: expected a new or empty "
+                f"folder or a run folder of evcf_fast, found {describe_path(run_dir)}; choose "
+                f"another --out")
+        if not os.access(run_dir, os.W_OK | os.X_OK):
+            raise PermissionError(f"cannot write run directory {str(run_dir)!r}: not writable")
+    else:
+        check_output(run_dir, overwrite=False, what="--out")
 
 
 def resumed_best_state(run_dir: Path, *, best_epoch: int, epoch: int, map_location) -> dict | None:
@@ -196,6 +229,8 @@ def resumed_best_state(run_dir: Path, *, best_epoch: int, epoch: int, map_locati
 def write_config(run_dir: Path, configs: dict, *, data_path: str | None) -> None:
     """Create the run directory and write config.json (configs, fingerprint, dataset path)."""
     run_dir.mkdir(parents=True, exist_ok=True)
+    if not (run_dir / MARKER).exists():
+        (run_dir / MARKER).write_text("run\n")
     with atomic_file(run_dir / CONFIG) as tmp:
         tmp.write_text(json.dumps({**configs, "data": data_path}, indent=2) + "\n")
 

@@ -28,6 +28,9 @@ from __future__ import annotations
 
 import polars as pl
 
+from ..._checks import check_choice
+from ...errors import DataFormatError
+from ..config import ID_TYPES, INVALID_RATINGS
 from . import delimited, netflix, parquet
 from ._common import as_path_list
 from .detect import (
@@ -46,7 +49,8 @@ __all__ = ["FORMATS", "PRESPLIT_FILES", "USER_NAMES", "ITEM_NAMES", "RATING_NAME
            "TIMESTAMP_NAMES", "READERS", "Source", "as_path_list", "collect_sources",
            "read_interactions", "read_presplit", "resolve_sources"]
 
-#: Source.kind -> parser: ``(source, *, with_timestamp, min_rating) -> (table, rows read)``
+#: Source.kind -> parser: ``(source, *, with_timestamp, min_rating, invalid_ratings, id_type,
+#: stats) -> (table, rows read)``
 READERS = {
     "delimited": delimited.collect_text,
     "dat": delimited.collect_dat,
@@ -59,8 +63,8 @@ READERS = {
 def read_interactions(paths, *, format: str = "auto", user_col: str | None = None,
                       item_col: str | None = None, rating_col: str | None = None,
                       timestamp_col: str | None = None, separator: str | None = None,
-                      has_header: bool | None = None,
-                      with_timestamp: bool = True) -> pl.DataFrame:
+                      has_header: bool | None = None, with_timestamp: bool = True,
+                      id_type: str = "auto") -> pl.DataFrame:
     """Read one or more raw interaction files into a single table.
 
     Parameters
@@ -82,6 +86,9 @@ def read_interactions(paths, *, format: str = "auto", user_col: str | None = Non
         non-numeric field).
     with_timestamp : bool
         Keep the timestamp column when there is one.
+    id_type : {"auto", "string"}
+        See :data:`evcf_fast.data.config.ID_TYPES`: integer ids, or text ids when none looks
+        like an integer; a mix is an error unless ``"string"`` reads every id as text.
 
     Returns
     -------
@@ -100,29 +107,44 @@ def read_interactions(paths, *, format: str = "auto", user_col: str | None = Non
     sources = resolve_sources(paths, format=format, user_col=user_col, item_col=item_col,
                               rating_col=rating_col, timestamp_col=timestamp_col,
                               separator=separator, has_header=has_header)
-    return collect_sources(sources, with_timestamp=with_timestamp)
+    return collect_sources(sources, with_timestamp=with_timestamp, id_type=id_type)
 
 
 def collect_sources(sources: list[Source], *, with_timestamp: bool = True,
-                    min_rating: float | None = None,
-                    stats: dict | None = None) -> pl.DataFrame:
+                    min_rating: float | None = None, invalid_ratings: str = "error",
+                    id_type: str = "auto", stats: dict | None = None) -> pl.DataFrame:
     """Parse resolved sources into one table, optionally keeping only ``rating > min_rating``.
 
     The filter runs inside the Polars scan, so rows that fail it are never materialised; the
-    ``rating`` column is then dropped (the caller asked for positives only). ``stats``, when
-    given, receives ``n_rows``: the data rows before the filter.
+    ``rating`` column is then dropped (the caller asked for positives only). A null, NaN or
+    infinite rating is a DataFormatError naming the file and line, or, with
+    ``invalid_ratings="drop"``, the row is dropped and counted. ``stats``, when given, receives
+    ``n_rows`` (the data rows before the filter) and ``n_invalid_ratings`` (rows dropped).
     """
+    check_choice(invalid_ratings, "invalid_ratings", INVALID_RATINGS)
+    check_choice(id_type, "id_type", ID_TYPES)
     frames = []
     n_rows = 0
+    local: dict = {"n_invalid_ratings": 0}
     for s in sources:
-        df, n = READERS[s.kind](s, with_timestamp=with_timestamp, min_rating=min_rating)
+        df, n = READERS[s.kind](s, with_timestamp=with_timestamp, min_rating=min_rating,
+                                invalid_ratings=invalid_ratings, id_type=id_type, stats=local)
         frames.append(df)
         n_rows += n
     if stats is not None:
         stats["n_rows"] = n_rows
-    # ids must share one dtype across files: integers everywhere, else strings everywhere
-    if len({f.schema["user"] for f in frames} | {f.schema["item"] for f in frames}) > 1 and \
-            len(frames) > 1:
+        stats["n_invalid_ratings"] = local["n_invalid_ratings"]
+    # ids must share one dtype across files: integers everywhere, or text everywhere
+    for c in ("user", "item"):
+        kinds = {f.schema[c] == pl.String for f in frames}
+        if len(kinds) > 1:
+            text = [str(s.path) for s, f in zip(sources, frames) if f.schema[c] == pl.String]
+            ints = [str(s.path) for s, f in zip(sources, frames) if f.schema[c] != pl.String]
+            raise DataFormatError(text[0], None, f"{c} ids are text here but integers in "
+                                                 f"{ints[0]!r}; ids must have one type across "
+                                                 f"files (pass id_type='string' (--string-ids) "
+                                                 f"to read all ids as text)")
+    if len(frames) > 1:
         frames = [_align_ids(f, frames) for f in frames]
     return frames[0] if len(frames) == 1 else pl.concat(frames, how="vertical")
 

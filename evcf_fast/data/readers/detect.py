@@ -17,7 +17,7 @@ import polars as pl
 
 from ...errors import DataFormatError
 from ..config import INPUT_FORMATS
-from ._common import first_line, natural_key, show
+from ._common import first_line, first_line_of, natural_key, show
 
 PRESPLIT_FILES = ("train.csv", "validation_tr.csv", "validation_te.csv", "test_tr.csv",
                   "test_te.csv")
@@ -162,9 +162,14 @@ def _resolve_netflix(p: Path, first: bytes, cols, separator, has_header) -> list
 
 
 def _resolve_parquet(p: Path, first: bytes, cols, separator, has_header) -> list[Source]:
-    if not _is_parquet(p.name.lower()) and not first.startswith(b"PAR1"):
-        raise DataFormatError(p, None, "expected a Parquet file (.parquet)")
-    names = list(pl.read_parquet_schema(p))
+    if not first.startswith(b"PAR1"):
+        raise DataFormatError(p, None, f"expected a Parquet file (starting with PAR1), got "
+                                       f"{show(first[:40])}; pass --format csv/tsv for text")
+    try:
+        names = list(pl.read_parquet_schema(p))
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise DataFormatError(p, None, f"not a readable Parquet file: "
+                                       f"{first_line_of(exc)}") from None
     return [Source(path=p, kind="parquet", columns=_pick_columns(p, names, cols),
                    label="parquet")]
 
@@ -204,8 +209,11 @@ def _resolve_text(p: Path, first: bytes, cols: dict, separator, has_header, *,
         _NUMBER.match(f.strip()) for f in fields)
     if header:
         names = [f.strip() for f in fields]
+        picked = _pick_columns(p, names, cols)
+        # Polars keeps the header's spaces ("userId ,movieId"): scan the raw names
+        raw = tuple(fields[names.index(c)] if c is not None else None for c in picked)
         return [Source(path=p, kind="delimited", separator=sep, has_header=True,
-                       columns=_pick_columns(p, names, cols), n_fields=len(names), label=label)]
+                       columns=raw, n_fields=len(names), label=label)]
     n = len(fields)
     columns = []
     for default, key in enumerate(_COLUMN_KEYS):

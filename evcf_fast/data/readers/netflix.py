@@ -13,21 +13,30 @@ from pathlib import Path
 import polars as pl
 
 from ...errors import DataFormatError
-from ._common import first_line_of, maybe_decompress, open_text
+from ._common import (
+    check_id_dtypes,
+    first_line_of,
+    invalid_rating_hint,
+    maybe_decompress,
+    open_text,
+)
 from .detect import Source
 
 _BATCH_BYTES = 64 << 20  # training_set/mv_*.txt files are parsed in batches of this size
 
 
-def collect_file(src: Source, *, with_timestamp: bool,
-                 min_rating) -> tuple[pl.DataFrame, int]:
+def collect_file(src: Source, *, with_timestamp: bool, min_rating,
+                 invalid_ratings: str = "error", id_type: str = "auto",
+                 stats: dict | None = None) -> tuple[pl.DataFrame, int]:
     """One ``combined_data`` file -> (table, rating rows before the rating filter)."""
-    return _parse(maybe_decompress(src.path), [(src.path, 0)], with_timestamp=with_timestamp,
-                  min_rating=min_rating)
+    df, n = _parse(maybe_decompress(src.path), [(src.path, 0)], with_timestamp=with_timestamp,
+                   min_rating=min_rating, invalid_ratings=invalid_ratings, stats=stats)
+    return check_id_dtypes(df, src.path, id_type=id_type), n
 
 
-def collect_dir(src: Source, *, with_timestamp: bool,
-                min_rating) -> tuple[pl.DataFrame, int]:
+def collect_dir(src: Source, *, with_timestamp: bool, min_rating,
+                invalid_ratings: str = "error", id_type: str = "auto",
+                stats: dict | None = None) -> tuple[pl.DataFrame, int]:
     """A folder of ``mv_*.txt`` files -> (table, rating rows before the rating filter)."""
     frames = []
     n_rows = 0
@@ -43,14 +52,15 @@ def collect_dir(src: Source, *, with_timestamp: bool,
             size += len(b)
         if batch and (f is None or size >= _BATCH_BYTES):
             df, n = _parse(b"".join(batch), spans, with_timestamp=with_timestamp,
-                           min_rating=min_rating)
+                           min_rating=min_rating, invalid_ratings=invalid_ratings, stats=stats)
             frames.append(df)
             n_rows += n
             batch, spans, size, line = [], [], 0, 0
-    return pl.concat(frames, how="vertical"), n_rows
+    return check_id_dtypes(pl.concat(frames, how="vertical"), src.path, id_type=id_type), n_rows
 
 
-def _parse(data, spans, *, with_timestamp, min_rating) -> tuple[pl.DataFrame, int]:
+def _parse(data, spans, *, with_timestamp, min_rating, invalid_ratings="error",
+           stats=None) -> tuple[pl.DataFrame, int]:
     """Parse Netflix text (one file, or several concatenated: ``spans`` = (file, first row))."""
     schema = {"a": pl.String, "rating": pl.Float64, "date": pl.String}
     try:
@@ -96,11 +106,23 @@ def _parse(data, spans, *, with_timestamp, min_rating) -> tuple[pl.DataFrame, in
             _raise_at(spans, row, f"date {df['date'][row]!r} is not YYYY-MM-DD")
     keep = ~header
     n_rows = int(keep.sum())
+    bad_rating = ~header & ~df["rating"].is_finite().fill_null(False)  # NaN / inf
+    if bad_rating.any():
+        if invalid_ratings == "error":
+            row = int(bad_rating.arg_true()[0])
+            _raise_at(spans, row, f"rating {df['rating'][row]} is not a finite number; "
+                                  f"{invalid_rating_hint()}")
+        if stats is not None:
+            stats["n_invalid_ratings"] = stats.get("n_invalid_ratings", 0) + int(bad_rating.sum())
+        keep = keep & ~bad_rating
     if min_rating is not None:
         keep = keep & (df["rating"] > min_rating)
         out = out.drop("rating")
     out = out.filter(keep)
-    return out.with_columns(pl.col("user").cast(pl.Int32), pl.col("item").cast(pl.Int32)), n_rows
+    # int32 ids halve the memory of the real sets; larger ids (valid too) stay int64
+    small = [pl.col(c).cast(pl.Int32) for c in ("user", "item")
+             if out.height == 0 or (out[c].min() >= -(2**31) and out[c].max() < 2**31)]
+    return out.with_columns(*small), n_rows
 
 
 def _forward_fill_headers(movie: pl.Series, is_header: pl.Series) -> pl.Series:

@@ -109,6 +109,18 @@ def _read_id_lines(path: Path) -> np.ndarray:
         lines.pop()
     if any(not s for s in lines):
         raise DataFormatError(path, lines.index("") + 1, "empty id line")
-    if all(re.fullmatch(r"-?\d+", s) for s in lines):
-        return np.array([int(s) for s in lines], dtype=np.int64)
+    int_like = [re.fullmatch(r"-?\d+", s) is not None for s in lines]
+    if all(int_like):
+        try:
+            return np.array([int(s) for s in lines], dtype=np.int64)
+        except OverflowError:
+            big = next(k for k, s in enumerate(lines) if not -2**63 <= int(s) < 2**63)
+            raise DataFormatError(path, big + 1, f"id {lines[big]} does not fit in int64") \
+                from None
+    n_int = sum(int_like)
+    if n_int:  # the one id-type rule of the readers: a few non-integers among integers
+        first = int_like.index(False)
+        raise DataFormatError(path, first + 1, f"id {lines[first]!r} is not an integer, but "
+                                               f"{n_int:,} other ids are "
+                                               f"({len(lines) - n_int:,} not): a typo?")
     return np.array(lines, dtype=str)
