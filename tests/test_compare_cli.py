@@ -102,3 +102,12 @@ def test_compare_errors(setup, tmp_path, capsys, argv, message):
             "txt": tmp_path / "x.txt"}
     assert main([a.format(**fill) for a in argv]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_compare_refuses_to_write_over_an_input(setup, capsys):
+    root, _, _ = setup
+    before = (root / "good.npy").read_bytes()
+    assert main(["compare", f"a={root / 'noise.npy'}", f"b={root / 'good.npy'}", "--split",
+                 str(root / "split"), "--json", str(root / "good.npy")]) == 2
+    assert "--json" in capsys.readouterr().err
+    assert (root / "good.npy").read_bytes() == before

@@ -137,7 +137,7 @@ def _per_user_file(path: Path, metrics: tuple[str, ...]):
 
 
 def cmd_compare(args) -> int:
-    from .._io import atomic_file
+    from .._io import atomic_file, check_output
     from ..compare import compare
     from ..data.dataset import SplitDataset
     from ..metrics import evaluate, evaluate_topk
@@ -145,6 +145,11 @@ def cmd_compare(args) -> int:
 
     metrics = _metric_args(args.metrics)
     systems = [parse_system(s) for s in args.systems]
+    inputs = [path for _, path in systems] + [args.split]
+    for flag in ("markdown", "latex", "json"):
+        if getattr(args, flag) is not None:  # before any work: a folder, an input, unwritable
+            check_output(getattr(args, flag), overwrite=True, inputs=inputs, folder=False,
+                         what=f"--{flag}")
     names = [n for n, _ in systems]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
