@@ -27,10 +27,10 @@ Definitions (per row, ``n_ho`` held-out items, ranks 1..k, ``v`` the k_eff-th be
 * F1@k (``F1``) = 2 P R / (P + R) with P = hits@k / k and R the Recall@k of ``recall_mode``;
   0 without hits.
 
-Beyond-accuracy lists: for each cut-off ``bks[b]`` (int64, strictly decreasing), the ids of the
-row's top ``bks[b]`` items (as a set, in no particular order; -1 padded when fewer items remain)
-go to ``top_out[u, boff[b]:boff[b] + bks[b]]``, and the sums of ``pop`` and ``info`` over them
-to ``pop_out[u, b]`` / ``info_out[u, b]``.
+Beyond-accuracy sums: for each cut-off ``bks[b]`` (int64, strictly decreasing), the row's top
+``bks[b]`` items (fewer when fewer remain: ``len_out[u, b]``) are counted per item in the
+calling thread's slab of ``counts`` and their ``pop`` and ``info`` summed into
+``pop_out[u, b]`` / ``info_out[u, b]``; the top-k lists are never written out.
 """
 
 import numba as nb
@@ -158,15 +158,11 @@ def _sort_records(rk, ra, rt, rg, nr):
 
 
 @nb.njit(**_JIT)
-def _ideal(hg, graded, k_max, discount, idcg, gbuf, gidcg):
-    """Fill gidcg[:min(n_ho, k_max)] with the row's IDCG per cut-off (sum of the largest gains
-    times the discounts); binary gains read the shared ``idcg`` table."""
+def _ideal(hg, k_max, discount, gbuf, gidcg):
+    """Fill gidcg[:min(n_ho, k_max)] with the row's graded IDCG per cut-off (sum of the largest
+    gains times the discounts; binary gains read the shared ``idcg`` table instead)."""
     n_ho = hg.shape[0]
     c = min(n_ho, k_max)
-    if not graded:
-        for r in range(c):
-            gidcg[r] = idcg[r]
-        return
     filled = 0
     for q in range(n_ho):  # the c largest gains, descending
         x = hg[q]
@@ -247,38 +243,169 @@ def _metrics_ext(rk, ra, rt, rg, nr, n_ho, ks, codes, recall_mode, map_mode, tie
                 out[q] = 2.0 * prec * rec / (prec + rec)
 
 
+_BUCKETS = 64  # buckets of the value-range select
+
+
 @nb.njit(**_JIT)
-def _beyond_row(ci, cs, kk, ordered, bks, boff, pop, info, top_out, pop_out, info_out):
-    """Write the top-bks[b] sets: cs/ci[:kk] hold the row's top kk, best first when
-    ``ordered``, else in any order (then a quickselect narrows them down per cut-off)."""
+def _kth_largest(cs, m, k, buf):
+    """The k-th largest of cs[:m] (1 <= k <= m); ``buf`` (float64, >= m) is scratch.
+
+    A bucket select, branch-free where it matters: one pass for the range, one for a histogram
+    of _BUCKETS equal-width buckets, then the bucket holding the k-th largest (a few values)
+    is copied out and finished by a quickselect. The values never move in cs.
+    """
+    lo = np.inf
+    hi = -np.inf
+    for t in range(m):
+        x = cs[t]
+        lo = x if x < lo else lo
+        hi = x if x > hi else hi
+    if not (hi > lo) or lo == -np.inf or hi == np.inf:
+        return _quickselect(cs, m, k, buf, True)
+    hist = np.zeros(_BUCKETS + 1, np.int64)  # (only under tie orders other than lower_first)
+    scale = _BUCKETS / (hi - lo)
+    for t in range(m):
+        hist[np.int64((cs[t] - lo) * scale)] += 1
+    above = 0
+    q = _BUCKETS
+    while above + hist[q] < k:
+        above += hist[q]
+        q -= 1
+    # the bucket q holds the (k - above)-th largest; its bounds in value (generously widened:
+    # the membership test below recomputes the same bucket index, so it is exact)
+    n = 0
+    for t in range(m):
+        x = cs[t]
+        buf[n] = x
+        n += np.int64(np.int64((x - lo) * scale) == q)
+    return _quickselect(buf, n, k - above, buf, False)
+
+
+@nb.njit(**_JIT)
+def _quickselect(cs, m, k, buf, copy):
+    """The k-th largest of cs[:m] by a Hoare quickselect in buf (on a copy of cs when
+    ``copy``, else on buf itself)."""
+    if copy:
+        for t in range(m):
+            buf[t] = cs[t]
+    lo = 0
+    hi = m - 1
+    target = k - 1
+    while lo < hi:
+        pivot = buf[(lo + hi) >> 1]
+        i = lo
+        j = hi
+        while i <= j:
+            while buf[i] > pivot:
+                i += 1
+            while buf[j] < pivot:
+                j -= 1
+            if i <= j:
+                buf[i], buf[j] = buf[j], buf[i]
+                i += 1
+                j -= 1
+        if target <= j:
+            hi = j
+        elif target >= i:
+            lo = i
+        else:
+            break
+    return buf[target]
+
+
+@nb.njit(**_JIT)
+def _beyond_row(ci, cs, m, k_eff, ordered, bks, pop, info, counted, counts, pop_out, info_out,
+                len_out, buf, ties, hist):
+    """Beyond-accuracy sums of one row for each cut-off bks[b], from the candidates cs/ci[:m]
+    (the postcondition of :func:`.ranking._scan`), or from a list ci[:m] that is already best
+    first when ``ordered``. ``counts[b, item]`` (this thread's) counts the row's items when
+    ``counted``.
+
+    The top kb candidates are found without moving them: a histogram of _BUCKETS equal-width
+    value buckets tells which buckets lie wholly inside the top kb; their items are taken in
+    the same pass that copies out the boundary bucket, whose best (kb - above) items (tie rule:
+    lower index first) a small quickselect picks. Degenerate ranges (all equal, infinite
+    values) fall back to one quickselect over every candidate.
+    """
+    lo = np.inf
+    hi = -np.inf
+    if not ordered:
+        for t in range(m):
+            x = cs[t]
+            lo = x if x < lo else lo
+            hi = x if x > hi else hi
+    simple = ordered or not (hi > lo) or lo == -np.inf or hi == np.inf
+    with_pop = pop.shape[0] > 0  # empty: no list metric asked, skip the gathers
+    scale = 0.0 if simple else _BUCKETS / (hi - lo)
     for b in range(bks.shape[0]):
-        kb = min(bks[b], kk)
-        if kb < kk and not ordered:
-            _select(cs, ci, kk, kb)
-            kk = kb
+        kb = min(bks[b], k_eff)
         ps = 0.0
         ins = 0.0
-        o = boff[b]
-        for t in range(kb):
-            item = ci[t]
-            top_out[o + t] = item
-            ps += pop[item]
-            ins += info[item]
-        for t in range(kb, bks[b]):
-            top_out[o + t] = -1
+        if ordered:
+            for t in range(kb):
+                item = ci[t]
+                if with_pop:
+                    ps += pop[item]
+                    ins += info[item]
+                if counted:
+                    counts[b, item] += 1
+        elif kb > 0:
+            n = 0
+            above = 0
+            if simple:  # every candidate is a boundary candidate
+                for t in range(m):
+                    buf[t] = cs[t]
+                    ties[t] = ci[t]
+                n = m
+            else:
+                for q in range(_BUCKETS + 1):
+                    hist[q] = 0
+                for t in range(m):
+                    hist[np.int64((cs[t] - lo) * scale)] += 1
+                q = _BUCKETS
+                while above + hist[q] < kb:
+                    above += hist[q]
+                    q -= 1
+                for t in range(m):
+                    x = cs[t]
+                    item = ci[t]
+                    bi = np.int64((x - lo) * scale)
+                    if bi > q:  # random accesses only for the items taken
+                        if with_pop:
+                            ps += pop[item]
+                            ins += info[item]
+                        if counted:
+                            counts[b, item] += 1
+                    buf[n] = x
+                    ties[n] = item
+                    n += np.int64(bi == q)
+            need = kb - above
+            if need < n:
+                _select(buf, ties, n, need)
+            for t in range(need):
+                item = ties[t]
+                if with_pop:
+                    ps += pop[item]
+                    ins += info[item]
+                if counted:
+                    counts[b, item] += 1
         pop_out[b] = ps
         info_out[b] = ins
+        len_out[b] = kb
 
 
 @nb.njit(parallel=True, **_JIT)
 def topk_metrics_ext(scores, excl_indptr, excl_indices, ho_indptr, ho_indices, ho_gain, ks,
                      codes, recall_mode, map_mode, tie_mode, graded, discount, idcg, cumd, max_ho,
-                     bks, boff, pop, info, top_out, pop_out, info_out, out, nan_rows):
-    """Fused masked top-K, metrics under the given conventions and beyond-accuracy lists.
+                     bks, pop, info, count_empty, counts, pop_out, info_out, len_out, out,
+                     nan_rows):
+    """Fused masked top-K, metrics under the given conventions and beyond-accuracy sums.
 
     Arguments as in :func:`.ranking.topk_metrics` and the module docstring; ``out``,
-    ``nan_rows``, ``top_out`` (int32/int64, (n_rows, sum(bks))), ``pop_out`` and ``info_out``
-    (float64, (n_rows, len(bks))) are written. ``ks`` may be empty when only lists are asked.
+    ``nan_rows``, ``pop_out``, ``info_out`` (float64) and ``len_out`` (int64, list lengths),
+    each (n_rows, len(bks)), are written; ``counts`` (int64, (n_threads, len(bks), n_items),
+    zeroed by the caller, one slab per Numba thread) is added to for the rows with held-out
+    items (every row when ``count_empty``). ``ks`` may be empty when only lists are asked.
     """
     n_rows, n_items = scores.shape
     k_acc = ks.max() if ks.shape[0] else 1
@@ -297,6 +424,9 @@ def topk_metrics_ext(scores, excl_indptr, excl_indices, ho_indptr, ho_indices, h
         lows = np.empty(size, np.int64)
         gbuf = np.empty(k, np.float64)
         gidcg = np.empty(k, np.float64)
+        buf = np.empty(cs.shape[0], np.float64)
+        ties = np.empty(cs.shape[0], np.int64)
+        hist = np.empty(_BUCKETS + 1, np.int64)
         for u in range(task * _ROWS_PER_TASK, min(n_rows, (task + 1) * _ROWS_PER_TASK)):
             row = scores[u]
             nxt = scores[min(u + 1, n_rows - 1)]
@@ -309,27 +439,28 @@ def topk_metrics_ext(scores, excl_indptr, excl_indices, ho_indptr, ho_indices, h
                                                               summ, nxt)
             nan_rows[u] = has_nan
             v = NEG_INF
-            if k_eff > 0 and (tie_mode != 0 or bks.shape[0] > 0):
-                _select(cs, ci, m, k_eff)
-                v = cs[k_eff - 1]
+            if k_eff > 0 and tie_mode != 0:
+                v = _kth_largest(cs, m, k_eff, buf)
             if ks.shape[0]:
                 nr = 0
                 if ho.shape[0] > 0 and k_eff > 0:
                     nr = _records(row, ex, ho, hg, cs, ci, m, k_eff, floor, has_floor, tie_mode,
                                   v, rk, ra, rt, rg, tied, tpos, lows)
-                if ho.shape[0] > 0:
-                    _ideal(hg, graded, k, discount, idcg, gbuf, gidcg)
+                if ho.shape[0] > 0 and graded:
+                    _ideal(hg, k, discount, gbuf, gidcg)
                 _metrics_ext(rk, ra, rt, rg, nr, ho.shape[0], ks, codes, recall_mode, map_mode,
-                             tie_mode, discount, cumd, gidcg, out[u])
+                             tie_mode, discount, cumd, gidcg if graded else idcg, out[u])
             if bks.shape[0]:
-                _beyond_row(ci, cs, k_eff, False, bks, boff, pop, info, top_out[u], pop_out[u],
-                            info_out[u])
+                _beyond_row(ci, cs, m, k_eff, False, bks, pop, info,
+                            count_empty or ho.shape[0] > 0, counts[nb.get_thread_id()],
+                            pop_out[u], info_out[u], len_out[u], buf, ties, hist)
 
 
 @nb.njit(parallel=True, **_JIT)
 def topk_metrics_from_topk_ext(topk, excl_indptr, excl_indices, ho_indptr, ho_indices, ho_gain,
                                ks, codes, recall_mode, map_mode, graded, discount, idcg, cumd,
-                               max_ho, bks, boff, pop, info, top_out, pop_out, info_out, out):
+                               max_ho, bks, pop, info, count_empty, counts, pop_out, info_out,
+                               len_out, out):
     """:func:`topk_metrics_ext` for precomputed top-K lists (as
     :func:`.ranking.topk_metrics_from_topk`: excluded items are dropped from the lists); the
     lists' order is the ranking, so there are no ties."""
@@ -371,10 +502,11 @@ def topk_metrics_from_topk_ext(topk, excl_indptr, excl_indices, ho_indptr, ho_in
                     rg[nr] = hg[j]
                     nr += 1
             if ks.shape[0]:
-                if ho.shape[0] > 0:
-                    _ideal(hg, graded, k, discount, idcg, gbuf, gidcg)
+                if ho.shape[0] > 0 and graded:
+                    _ideal(hg, k, discount, gbuf, gidcg)
                 _metrics_ext(rk, ra, rt, rg, nr, ho.shape[0], ks, codes, recall_mode, map_mode,
-                             0, discount, cumd, gidcg, out[u])
+                             0, discount, cumd, gidcg if graded else idcg, out[u])
             if bks.shape[0]:
-                _beyond_row(lst, dummy, rank, True, bks, boff, pop, info, top_out[u], pop_out[u],
-                            info_out[u])
+                _beyond_row(lst, dummy, rank, rank, True, bks, pop, info,
+                            count_empty or ho.shape[0] > 0, counts[nb.get_thread_id()],
+                            pop_out[u], info_out[u], len_out[u], dummy, lst, lst)

@@ -239,6 +239,25 @@ def test_large_rows_take_the_threshold_path(ties):
     check(res, want, {})
 
 
+@pytest.mark.parametrize("levels", [None, 40])
+def test_beyond_accuracy_on_long_rows(levels):
+    """Long rows (the sampled-threshold path and the bucket select of the top-k sets), with
+    continuous or tied scores, several cut-offs."""
+    rng = np.random.default_rng(11)
+    n_items = 4000
+    s = (rng.standard_normal((15, n_items)) if levels is None
+         else rng.integers(0, levels, (15, n_items)).astype(np.float64))
+    s[3, :50] = np.inf  # a degenerate range: many +inf candidates
+    heldout = csr([list(rng.choice(n_items, 10, replace=False)) for _ in range(15)], n_items)
+    ex = csr([list(rng.choice(n_items, 60, replace=False)) for _ in range(15)], n_items)
+    train = csr([list(rng.choice(n_items, 200, replace=False)) for _ in range(40)], n_items)
+    metrics = ["coverage@100", "gini@100", "entropy@7", "avgpop@100", "novelty@30",
+               "coverage@30"]
+    res = evaluate(s, heldout, exclude=ex, metrics=metrics, train=train)
+    want, agg = oracle(s, heldout, rows_of(ex), metrics, train=train)
+    check(res, want, agg)
+
+
 @pytest.mark.parametrize("ties", OPTIONS["ties"])
 @pytest.mark.parametrize("relevance", ("binary", "exponential"))
 def test_chunked_file_matches_in_memory(tmp_path, ties, relevance):

@@ -102,27 +102,29 @@ class Beyond:
 
     specs: tuple[MetricSpec, ...]
     bks: np.ndarray  # int64 distinct cut-offs, decreasing
-    boff: np.ndarray  # int64 column offset of each cut-off's ids in top_out
     pop: np.ndarray  # float64 training popularity per item (users)
     info: np.ndarray  # float64 self-information per item, -log2(max(pop, 1) / n_train_users)
 
-    @property
-    def width(self) -> int:
-        return int(self.bks.sum())
+    def outputs(self, n_rows: int, n_items: int, n_slabs: int):
+        """Zeroed per-item counts (one slab per Numba thread) and the per-row outputs
+        (pop sums, self-information sums, list lengths) of the kernels."""
+        nb = self.bks.size
+        return (np.zeros((n_slabs if nb else 1, nb, n_items if nb else 0), np.int32),
+                np.empty((n_rows, nb), np.float64), np.empty((n_rows, nb), np.float64),
+                np.empty((n_rows, nb), np.int64))
 
 
 def beyond_args(specs: tuple[MetricSpec, ...], train, n_items: int) -> Beyond:
     """Cut-offs and popularity tables for the list and global metrics among ``specs``."""
     bspecs = _beyond(specs)
     bks = np.array(sorted({s.k for s in bspecs}, reverse=True), np.int64)
-    boff = np.concatenate([[0], np.cumsum(bks)[:-1]]).astype(np.int64)
     needs_train = [str(s) for s in bspecs if METRICS[s.name].kind == "list"]
     if needs_train and train is None:
         raise ValueError(must_be("train", f"the training interactions (a scipy CSR with "
                                  f"n_items={n_items} columns) for {needs_train}", "None"))
-    if train is None or not bspecs:
-        zeros = np.zeros(n_items, np.float64)
-        return Beyond(bspecs, bks, boff, zeros, zeros)
+    if train is None or not needs_train:  # empty tables: the kernels skip the gathers
+        empty = np.zeros(0, np.float64)
+        return Beyond(bspecs, bks, empty, empty)
     import scipy.sparse as sp
 
     if not sp.issparse(train) or train.format != "csr":
@@ -136,44 +138,37 @@ def beyond_args(specs: tuple[MetricSpec, ...], train, n_items: int) -> Beyond:
         raise ValueError(must_be("train", "at least one user", "an empty matrix"))
     pop = np.bincount(np.asarray(train.indices), minlength=n_items).astype(np.float64)
     info = -np.log2(np.maximum(pop, 1.0) / n_train)
-    return Beyond(bspecs, bks, boff, pop, info)
+    return Beyond(bspecs, bks, pop, info)
 
 
 def finish(per_user: dict[str, np.ndarray], n_heldout: np.ndarray, conv: Conventions,
-           beyond: Beyond, top_out, pop_out, info_out, n_items: int):
-    """Apply the empty-user rule and add the beyond-accuracy values: (per_user, aggregate)."""
+           beyond: Beyond, counts, pop_out, info_out, len_out):
+    """Apply the empty-user rule and add the beyond-accuracy values: (per_user, aggregate).
+
+    ``counts`` (slabs, len(bks), n_items) are the kernels' per-item counts over the users in
+    the means; ``pop_out``, ``info_out``, ``len_out`` their per-user sums and list lengths.
+    """
     empty = n_heldout == 0
     if conv.empty_users == "zero" and empty.any():
         for values in per_user.values():
             values[empty] = 0.0
-    users = None if conv.empty_users == "zero" or not empty.any() else ~empty
     aggregate: dict[str, float] = {}
+    if not beyond.specs:
+        return per_user, aggregate
+    total = counts.sum(0)
     for s in beyond.specs:
-        b = int(np.searchsorted(-beyond.bks, -s.k))
-        kind = METRICS[s.name].kind
-        if kind == "list":
-            ids = top_out[:, beyond.boff[b]:beyond.boff[b] + s.k]
-            length = (ids >= 0).sum(1)
+        b = int(np.flatnonzero(beyond.bks == s.k)[0])
+        if METRICS[s.name].kind == "list":
             sums = (pop_out if s.name == "avgpop" else info_out)[:, b]
+            length = len_out[:, b]
             with np.errstate(invalid="ignore", divide="ignore"):
                 values = np.where(length > 0, sums / np.maximum(length, 1), np.nan)
-            if users is not None:
-                values[~users] = np.nan
+            if conv.empty_users != "zero":
+                values[empty] = np.nan
             per_user[str(s)] = values
         else:
-            ids = top_out[:, beyond.boff[b]:beyond.boff[b] + s.k]
-            if users is not None:
-                ids = ids[users]
-            counts = _item_counts(ids, n_items)
-            aggregate[str(s)] = _global_value(s.name, counts)
+            aggregate[str(s)] = _global_value(s.name, total[b])
     return per_user, aggregate
-
-
-def _item_counts(ids: np.ndarray, n_items: int) -> np.ndarray:
-    flat = ids.reshape(-1)
-    if flat.size and flat.min() < 0:
-        flat = flat[flat >= 0]
-    return np.bincount(flat, minlength=n_items)
 
 
 def _global_value(name: str, counts: np.ndarray) -> float:

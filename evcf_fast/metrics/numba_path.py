@@ -91,29 +91,35 @@ def evaluate_numba(blocks: _ScoreBlocks, heldout, exclude, specs: tuple[MetricSp
             ho_ptr, ho_idx = ho.rows(start, stop)
             ranking.topk_metrics(block, ex_ptr, ex_idx, ho_ptr, ho_idx, ks, codes,
                                  conv.recall_mode, discount, idcg, out[start:stop], nan_rows)
-        top_out = pop_out = info_out = None
+        counts, pop_out, info_out, len_out = beyond.outputs(n_rows, n_items, 1)
     else:
         gain = gains(heldout, ho.indices, conv.relevance)
         cumd = np.concatenate([[0.0], idcg])
         max_ho = int(n_heldout.max()) if n_rows else 0
-        top_out = np.empty((n_rows, beyond.width), np.int32)
-        pop_out = np.empty((n_rows, beyond.bks.size), np.float64)
-        info_out = np.empty((n_rows, beyond.bks.size), np.float64)
+        counts, pop_out, info_out, len_out = beyond.outputs(n_rows, n_items, _slabs())
 
         def kernel(block, ex_ptr, ex_idx, start, stop, nan_rows):
             ho_ptr, ho_idx = ho.rows(start, stop)
             kconv.topk_metrics_ext(
                 block, ex_ptr, ex_idx, ho_ptr, ho_idx, gain, ks, codes, conv.recall_mode,
                 conv.map_mode, conv.tie_mode, conv.relevance != "binary", discount, idcg, cumd,
-                max_ho, beyond.bks, beyond.boff, beyond.pop, beyond.info, top_out[start:stop],
-                pop_out[start:stop], info_out[start:stop], out[start:stop], nan_rows)
+                max_ho, beyond.bks, beyond.pop, beyond.info, conv.empty_users == "zero", counts,
+                pop_out[start:stop], info_out[start:stop], len_out[start:stop], out[start:stop],
+                nan_rows)
 
     _run_blocks(blocks, ex, kernel, nan_policy=nan_policy, batch_size=batch_size,
                 n_threads=n_threads, progress=progress)
     per_user = {str(s): np.ascontiguousarray(out[:, q]) for q, s in enumerate(acc)}
-    per_user, aggregate = finish(per_user, n_heldout, conv, beyond, top_out, pop_out, info_out,
-                                 n_items)
+    per_user, aggregate = finish(per_user, n_heldout, conv, beyond, counts, pop_out, info_out,
+                                 len_out)
     return _ordered(per_user, specs), n_heldout, aggregate
+
+
+def _slabs() -> int:
+    """Per-thread count slabs: one per thread of Numba's pool (``get_thread_id`` < this)."""
+    import numba
+
+    return int(numba.config.NUMBA_NUM_THREADS)
 
 
 def _ordered(per_user: dict[str, np.ndarray], specs) -> dict[str, np.ndarray]:
@@ -155,16 +161,14 @@ def evaluate_topk_numba(top: np.ndarray, ho: _HostCSR, ex: _HostCSR, heldout,
     gain = gains(heldout, ho.indices, conv.relevance)
     n_rows = top.shape[0]
     out = np.empty((n_rows, len(acc)), np.float64)
-    top_out = np.empty((n_rows, beyond.width), np.int32)
-    pop_out = np.empty((n_rows, beyond.bks.size), np.float64)
-    info_out = np.empty((n_rows, beyond.bks.size), np.float64)
+    counts, pop_out, info_out, len_out = beyond.outputs(n_rows, n_items, _slabs())
     with numba_threads(n_threads):
         kconv.topk_metrics_from_topk_ext(
             top, ex.indptr, ex.indices, ho.indptr, ho.indices, gain, ks, codes, conv.recall_mode,
             conv.map_mode, conv.relevance != "binary", discount, idcg, cumd,
-            int(n_heldout.max()) if n_rows else 0, beyond.bks, beyond.boff, beyond.pop,
-            beyond.info, top_out, pop_out, info_out, out)
+            int(n_heldout.max()) if n_rows else 0, beyond.bks, beyond.pop, beyond.info,
+            conv.empty_users == "zero", counts, pop_out, info_out, len_out, out)
     per_user = {str(s): np.ascontiguousarray(out[:, q]) for q, s in enumerate(acc)}
-    per_user, aggregate = finish(per_user, n_heldout, conv, beyond, top_out, pop_out, info_out,
-                                 n_items)
+    per_user, aggregate = finish(per_user, n_heldout, conv, beyond, counts, pop_out, info_out,
+                                 len_out)
     return _ordered(per_user, specs), aggregate

@@ -248,29 +248,28 @@ def evaluate_torch(scores, heldout, *, exclude, specs, conv, train, nan_policy: 
     if n_nan and nan_policy == "raise":
         raise _nan_error(n_nan, n_rows, int(np.argmax(nan_rows)))
     per_user = {str(s): np.ascontiguousarray(out[:, q]) for q, s in enumerate(acc)}
-    top_out, pop_out, info_out = _lists(torch.cat(tops).numpy() if tops else None, beyond)
-    per_user, aggregate = finish(per_user, n_heldout, conv, beyond, top_out, pop_out, info_out,
-                                 n_items)
+    counted = (n_heldout > 0) | (conv.empty_users == "zero")
+    outputs = _lists(torch.cat(tops).numpy() if tops else None, beyond, counted, n_items)
+    per_user, aggregate = finish(per_user, n_heldout, conv, beyond, *outputs)
     return {str(s): per_user[str(s)] for s in specs if str(s) in per_user}, n_heldout, aggregate
 
 
-def _lists(items, beyond):
-    """The beyond-accuracy arrays of the Numba kernel from the (B, k) lists (-1 padded)."""
+def _lists(items, beyond, counted, n_items):
+    """The beyond-accuracy outputs of the Numba kernel from the (B, k) lists (-1 padded)."""
+    counts, pop_out, info_out, len_out = beyond.outputs(len(counted), n_items, 1)
     if items is None:
-        return None, None, None
-    n = items.shape[0]
-    top_out = np.empty((n, beyond.width), np.int64)
-    pop_out = np.empty((n, beyond.bks.size), np.float64)
-    info_out = np.empty((n, beyond.bks.size), np.float64)
-    for b, (k, off) in enumerate(zip(beyond.bks, beyond.boff)):
-        ids = np.full((n, k), -1, np.int64)
-        w = min(k, items.shape[1])
-        ids[:, :w] = items[:, :w]
-        top_out[:, off:off + k] = ids
+        return counts, pop_out, info_out, len_out
+    for b, k in enumerate(beyond.bks):
+        ids = items[:, :min(int(k), items.shape[1])]
         ok = ids >= 0
-        pop_out[:, b] = np.where(ok, beyond.pop[ids], 0.0).sum(1)
-        info_out[:, b] = np.where(ok, beyond.info[ids], 0.0).sum(1)
-    return top_out, pop_out, info_out
+        safe = np.where(ok, ids, 0)
+        if beyond.pop.size:  # empty tables: no list metric asked
+            pop_out[:, b] = np.where(ok, beyond.pop[safe], 0.0).sum(1)
+            info_out[:, b] = np.where(ok, beyond.info[safe], 0.0).sum(1)
+        len_out[:, b] = ok.sum(1)
+        sel = ids[counted]
+        counts[0, b] = np.bincount(sel[sel >= 0], minlength=n_items)
+    return counts, pop_out, info_out, len_out
 
 
 def masked_topk_torch(xm: torch.Tensor, ex: DeviceCSR | None, k: int):
