@@ -27,11 +27,18 @@ item, whatever its value) and ``n_ho`` the user's number of held-out items:
 * Users without held-out items get NaN per-user values; they are left out of the means and
   counted in ``n_skipped``. Means weigh users equally; the standard error is the sample standard
   deviation (ddof=1) divided by sqrt(n_evaluated).
+* These are the defaults. Other peers' conventions (MAP and Recall denominators, users without
+  held-out items, tie orders and tie-averaged NDCG, graded relevance) are options of
+  :func:`evaluate`; R-precision, F1 and the beyond-accuracy metrics (coverage, average
+  popularity, novelty, Gini index, entropy of the top-k lists) are in the registry; see
+  :mod:`.conventions` and the README's table of peers.
 
 Layout (each file imports only files above it in this list, never the other way):
 
 * :mod:`.spec`: metric names and registry, :class:`MetricSpec`, cut-off checks, IDCG tables;
 * :mod:`.inputs`: validation of CSR matrices, score sources (arrays, files, tensors), options;
+* :mod:`.conventions`: the convention options, graded gains, training popularity and the
+  finishing of per-user and aggregate values shared by every path;
 * :mod:`.result`: :class:`EvaluationResult`;
 * :mod:`.numba_path`: the Numba backend; :mod:`.torch_path`: the torch backend and
   :class:`DeviceCSR` (imported on first use: ``import evcf_fast.metrics`` never imports torch);
