@@ -196,6 +196,94 @@ def _numba_threads():
     return numba.get_num_threads()
 
 
+_READ_FLOOR = None
+
+
+def read_floor(scores):
+    """One parallel read of the matrix and nothing else (a Numba ``prange`` sum of every row,
+    vectorised with fastmath): the in-run floor of any metric engine, which must read each
+    score once."""
+    global _READ_FLOOR
+    if _READ_FLOOR is None:
+        import numba
+
+        @numba.njit(parallel=True, fastmath=True, nogil=True)
+        def kernel(x):
+            n = x.shape[0]
+            out = np.empty(n, np.float64)
+            for u in numba.prange(n):
+                row = x[u]
+                acc = np.float32(0.0)
+                for j in range(row.shape[0]):
+                    acc += row[j]
+                out[u] = acc
+            return out.sum()
+
+        _READ_FLOOR = kernel
+    return _READ_FLOOR(scores)
+
+
+def test_metrics_baseline_read_floor(benchmark, data):
+    scores = data[0]
+    read_floor(scores[:2])  # compile, untimed
+    total = benchmark(read_floor, scores)
+    assert total == pytest.approx(float(scores.sum(dtype=np.float64)), rel=1e-3)
+    benchmark.extra_info.update(role="baseline", baseline_for="test_metrics_ours_numba",
+                                n_bytes=scores.nbytes, n_users=scores.shape[0], n_items=N_ITEMS,
+                                threads=_numba_threads(), gbps_read=_gbps(benchmark, scores.nbytes),
+                                note="Numba prange sum of the score matrix: one read, the floor")
+
+
+BEYOND = ("coverage@100", "avgpop@100", "novelty@100", "gini@100", "entropy@100")
+
+
+def _alternate(fns, rounds):
+    """Median seconds of each callable, timed in turn (a, b, c, a, b, c, ...) in one run."""
+    import time
+
+    times = [[] for _ in fns]
+    for _ in range(rounds):
+        for q, fn in enumerate(fns):
+            t = time.perf_counter()
+            fn()
+            times[q].append(time.perf_counter() - t)
+    return [float(np.median(t)) for t in times]
+
+
+def test_metrics_ratios_in_run(benchmark, data, bench_quick):
+    """Side by side in one run, alternated: the read floor, ``evaluate`` with the common
+    metrics, and the same call with beyond-accuracy metrics added (issue 11: at most +10%);
+    the medians and ratios go to extra_info."""
+    scores, fold_in, heldout = data
+    train = fold_in  # any CSR with n_items columns serves as the popularity source here
+    read_floor(scores[:2])
+    evaluate(scores[:2], heldout[:2], exclude=fold_in[:2], metrics=METRICS + BEYOND,
+             train=train)
+
+    def floor():
+        return read_floor(scores)
+
+    def common():
+        return evaluate(scores, heldout, exclude=fold_in, metrics=METRICS)
+
+    def beyond():
+        return evaluate(scores, heldout, exclude=fold_in, metrics=METRICS + BEYOND, train=train)
+
+    a, b = common(), beyond()
+    for m in METRICS:  # the general kernel gives the same accuracy numbers
+        np.testing.assert_array_equal(a.per_user[m], b.per_user[m])
+    assert 0 < b.mean["coverage@100"] <= 1
+    rounds = 2 if bench_quick else 15
+    t_floor, t_common, t_beyond = benchmark.pedantic(_alternate, args=([floor, common, beyond],
+                                                                       rounds),
+                                                     rounds=1, warmup_rounds=0)
+    benchmark.extra_info.update(
+        role="ours", track=False, n_users=scores.shape[0], n_items=N_ITEMS, rounds=rounds,
+        floor_s=round(t_floor, 5), common_s=round(t_common, 5), beyond_s=round(t_beyond, 5),
+        engine_vs_floor=round(t_common / t_floor, 3),
+        beyond_vs_common=round(t_beyond / t_common, 3), threads=_numba_threads())
+
+
 FIRST_CALL = textwrap.dedent("""
     import json, time
     t0 = time.perf_counter()

@@ -317,12 +317,14 @@ def test_parse_metrics_and_registry():
     specs = parse_metrics(["NDCG@100", " recall@20 ", MetricSpec("hit", 5), "ndcg@100"])
     assert [str(s) for s in specs] == ["ndcg@100", "recall@20", "hitrate@5"]
     assert parse_metrics("map@3") == (MetricSpec("map", 3),)
-    assert set(METRICS) == set(ALL_METRICS)
+    assert set(METRICS) == set(ALL_METRICS) | {"rprec", "f1", "coverage", "avgpop", "novelty",
+                                               "gini", "entropy"}
 
 
 @pytest.mark.parametrize("bad, exc, match", [
-    ("foo@10", ValueError, r"unknown metric 'foo@10'; expected one of \['hit', 'hitrate', "
-                           r"'map', 'mrr', 'ndcg', 'precision', 'recall'\]"),
+    ("foo@10", ValueError, r"unknown metric 'foo@10'; expected one of \['avgpop', 'coverage', "
+                           r"'entropy', 'f1', 'gini', 'hit', 'hitrate', 'map', 'mrr', 'ndcg', "
+                           r"'novelty', 'precision', 'r-precision', 'recall', 'rprec'\]"),
     ("ndcg", ValueError, r"metric 'ndcg' needs a cut-off: write it as 'ndcg@k'"),
     ("bogus", ValueError, r"unknown metric 'bogus'"),
     ("ndcg@x", ValueError, r"metric 'ndcg@x' has cut-off 'x'; expected a positive integer"),

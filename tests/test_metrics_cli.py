@@ -184,3 +184,34 @@ def test_help_lists_examples(capsys):
     with pytest.raises(SystemExit):
         main(["evaluate", "--help"])
     assert "evcf evaluate --topk recs.parquet" in capsys.readouterr().out
+
+
+def test_convention_options_and_beyond_metrics(split_dir, tmp_path, capsys):
+    """--ties/--map-denominator/--empty-users and beyond-accuracy metrics (issue 11), against
+    the conventions oracle; avgpop/novelty read the split's training popularity."""
+    from test_metrics_conventions import oracle as conv_oracle
+
+    scores = np.random.default_rng(4).integers(0, 3, (9, N_ITEMS)).astype(np.float32)
+    np.save(tmp_path / "s.npy", scores)
+    metrics = ["ndcg@10", "map@10", "f1@5", "rprec@10", "coverage@10", "novelty@5"]
+    rc = main(["evaluate", "--scores", str(tmp_path / "s.npy"), "--split", str(split_dir),
+               "--metrics", ",".join(metrics), "--ties", "average", "--map-denominator",
+               "hits", "--empty-users", "zero", "--json", str(tmp_path / "o.json"), "--quiet"])
+    assert rc == 0
+    ds = SplitDataset.load(split_dir)
+    fold, held = ds.part("test")
+    want, agg = conv_oracle(scores, held, rows_of(fold), metrics, ties="average",
+                            map_denominator="hits", empty_users="zero", train=ds.train)
+    got = json.loads((tmp_path / "o.json").read_text())
+    assert got["ties"] == "average" and got["empty_users"] == "zero" and got["n_skipped"] == 0
+    for m in metrics:
+        expected = agg[m] if m in agg else np.mean(want[m])
+        assert got["metrics"][m]["mean"] == pytest.approx(expected, abs=1e-12), m
+    assert "1 without held-out items counted as 0" in capsys.readouterr().out
+    assert main(["evaluate", "--scores", str(tmp_path / "s.npy"), "--split", str(split_dir),
+                 "--empty-users", "raise", "--metrics", "ndcg@5"]) == 2
+    assert "1 users without held-out items (first: row 4)" in capsys.readouterr().err
+    pl.DataFrame({"user": [0], "item": [1], "rank": [1]}).write_parquet(tmp_path / "t.parquet")
+    assert main(["evaluate", "--topk", str(tmp_path / "t.parquet"), "--split", str(split_dir),
+                 "--ties", "average"]) == 2
+    assert "--ties average applies to --scores" in capsys.readouterr().err

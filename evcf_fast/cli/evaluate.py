@@ -20,7 +20,14 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..metrics.spec import RECALL_DENOMINATORS
+from ..metrics.spec import (
+    EMPTY_USERS,
+    MAP_DENOMINATORS,
+    METRICS,
+    RECALL_DENOMINATORS,
+    RELEVANCE,
+    TIES,
+)
 from ..train.config import DEVICES
 
 DEFAULT_METRICS = ("ndcg@100", "recall@20", "recall@50")
@@ -53,10 +60,23 @@ def register(subparsers) -> None:
     p.add_argument("--part", choices=("test", "validation"), default="test",
                    help="which held-out part (default: test)")
     p.add_argument("--metrics", nargs="+", default=list(DEFAULT_METRICS), metavar="M@K",
-                   help="metrics as name@k, space or comma separated; names: ndcg, recall, "
-                        "precision, hitrate (hit), mrr, map (default: %(default)s)")
+                   help="metrics as name@k, space or comma separated; names: "
+                        f"{', '.join(METRICS)} (hit = hitrate); avgpop and novelty use the "
+                        "split's training popularity (default: %(default)s)")
     p.add_argument("--recall-denominator", choices=RECALL_DENOMINATORS, default="min",
                    help="Recall@k = hits / min(k, n_heldout) (vae_cf, default) or / n_heldout")
+    p.add_argument("--map-denominator", choices=MAP_DENOMINATORS, default="min",
+                   help="MAP@k divides by min(k, n_heldout) (vae_cf, RecBole; default), "
+                        "n_heldout (ranx, trec_eval) or the hits within k (torchmetrics)")
+    p.add_argument("--empty-users", choices=EMPTY_USERS, default="skip",
+                   help="users without held-out items: left out of the means (default), "
+                        "counted as 0, or an error")
+    p.add_argument("--ties", choices=TIES, default="lower_first",
+                   help="equal scores: lower item index first (default), higher index first "
+                        "(trec_eval), or tie-averaged NDCG (scikit-learn, torchmetrics)")
+    p.add_argument("--relevance", choices=RELEVANCE, default="binary",
+                   help="NDCG gains: binary (default), the held-out values (linear) or "
+                        "2^value - 1 (exponential)")
     p.add_argument("--nan-as-neg-inf", action="store_true",
                    help="rank NaN scores as -inf instead of failing")
     p.add_argument("--json", metavar="OUT.json", help="write means, standard errors and counts")
@@ -121,12 +141,17 @@ def cmd_evaluate(args) -> int:
 
         ds = SplitDataset.load(split)
     fold_in, heldout, user_ids = _part(ds, args.part)
+    conventions = dict(recall_denominator=args.recall_denominator,
+                       map_denominator=args.map_denominator, empty_users=args.empty_users,
+                       relevance=args.relevance, train=ds.train)
     if args.topk is not None:
+        if args.ties != "lower_first":
+            raise ValueError(f"--ties {args.ties} applies to --scores and --run: the order of "
+                             f"--topk lists is given by their rank or score column")
         top = read_topk_parquet(args.topk, n_users=heldout.shape[0], n_items=heldout.shape[1],
                                 nan_as_neg_inf=args.nan_as_neg_inf)
         result = evaluate_topk(top, heldout, exclude=fold_in, metrics=metrics,
-                               recall_denominator=args.recall_denominator,
-                               n_threads=args.threads)
+                               n_threads=args.threads, **conventions)
         source = {"topk": str(args.topk)}
     else:
         if model is not None:
@@ -137,9 +162,8 @@ def cmd_evaluate(args) -> int:
         else:
             _check_score_file(args.scores, heldout=heldout, split=split, part=args.part)
             scores, source = args.scores, {"scores": str(args.scores)}
-        result = evaluate(scores, heldout, exclude=fold_in, metrics=metrics,
-                          recall_denominator=args.recall_denominator,
-                          nan_policy="neg_inf" if args.nan_as_neg_inf else "raise",
+        result = evaluate(scores, heldout, exclude=fold_in, metrics=metrics, ties=args.ties,
+                          **conventions, nan_policy="neg_inf" if args.nan_as_neg_inf else "raise",
                           batch_size=args.batch_size, n_threads=args.threads,
                           progress=not args.quiet)
     print(result.table())

@@ -27,11 +27,18 @@ item, whatever its value) and ``n_ho`` the user's number of held-out items:
 * Users without held-out items get NaN per-user values; they are left out of the means and
   counted in ``n_skipped``. Means weigh users equally; the standard error is the sample standard
   deviation (ddof=1) divided by sqrt(n_evaluated).
+* These are the defaults. Other peers' conventions (MAP and Recall denominators, users without
+  held-out items, tie orders and tie-averaged NDCG, graded relevance) are options of
+  :func:`evaluate`; R-precision, F1 and the beyond-accuracy metrics (coverage, average
+  popularity, novelty, Gini index, entropy of the top-k lists) are in the registry; see
+  :mod:`.conventions` and the README's table of peers.
 
 Layout (each file imports only files above it in this list, never the other way):
 
 * :mod:`.spec`: metric names and registry, :class:`MetricSpec`, cut-off checks, IDCG tables;
 * :mod:`.inputs`: validation of CSR matrices, score sources (arrays, files, tensors), options;
+* :mod:`.conventions`: the convention options, graded gains, training popularity and the
+  finishing of per-user and aggregate values shared by every path;
 * :mod:`.result`: :class:`EvaluationResult`;
 * :mod:`.numba_path`: the Numba backend; :mod:`.torch_path`: the torch backend and
   :class:`DeviceCSR` (imported on first use: ``import evcf_fast.metrics`` never imports torch);
@@ -49,12 +56,14 @@ ndcg@100   0.42318   0.00231
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from typing import Iterable
 
 import numpy as np
 
 from .._checks import check_choice, check_int, must_be
+from .conventions import Conventions
 
 # "# re-export": names that code outside the package imported from the former single-file
 # module, kept importable from here; new code imports them from the file that defines them
@@ -78,7 +87,7 @@ from .spec import (
     BACKENDS,
     METRICS,
     NAN_POLICIES,
-    RECALL_DENOMINATORS,
+    RECALL_DENOMINATORS,  # noqa: F401  (re-export)
     TIE_RULE,  # noqa: F401  (re-export)
     MetricSpec,
     _check_ks,
@@ -105,7 +114,9 @@ def __getattr__(name: str):
 
 def evaluate(scores, heldout, *, exclude=None,
              metrics: str | Iterable[str | MetricSpec] = ("ndcg@100", "recall@20", "recall@50"),
-             recall_denominator: str = "min", nan_policy: str = "raise",
+             recall_denominator: str = "min", map_denominator: str = "min",
+             empty_users: str = "skip", ties: str = "lower_first", relevance: str = "binary",
+             train=None, nan_policy: str = "raise",
              batch_size: int | None = None, n_threads: int | None = None,
              progress: bool = False, backend: str = "auto") -> EvaluationResult:
     """Ranking metrics of a score matrix against held-out items, excluding fold-in items.
@@ -128,7 +139,25 @@ def evaluate(scores, heldout, *, exclude=None,
         Metric strings ``"name@k"`` with name in :data:`METRICS` (``hit`` is ``hitrate``) and
         ``1 <= k <= n_items``.
     recall_denominator : {"min", "heldout"}
-        Recall@k divides hits by min(k, n_heldout) (vae_cf, default) or by n_heldout.
+        Recall@k (and the recall inside F1@k) divides hits by min(k, n_heldout) (vae_cf,
+        default) or by n_heldout.
+    map_denominator : {"min", "heldout", "hits"}
+        MAP@k divides the sum of precisions at hit ranks by min(k, n_heldout) (vae_cf, RecBole;
+        default), n_heldout (ranx ``map@k``, trec_eval ``map_cut``) or the number of hits within
+        k (torchmetrics ``RetrievalMAP``).
+    empty_users : {"skip", "zero", "raise"}
+        Users without held-out items: NaN and left out of the means (default), every accuracy
+        metric 0 and counted in the means, or a ValueError (torchmetrics'
+        ``empty_target_action``).
+    ties : {"lower_first", "higher_first", "average"}
+        Equal scores rank the lower item index first (default), the higher index first
+        (trec_eval's order), or NDCG takes its expected value over all orders of tied items
+        (scikit-learn ``ndcg_score``, torchmetrics; other metrics keep lower_first).
+    relevance : {"binary", "linear", "exponential"}
+        NDCG gains: 1 per held-out item (default), the held-out matrix's stored value (ranx,
+        trec_eval) or 2^value - 1; values must then be finite and > 0.
+    train : scipy.sparse CSR of shape (n_train_users, n_items), optional
+        The training interactions: item popularity for ``avgpop@k`` and ``novelty@k``.
     nan_policy : {"raise", "neg_inf"}
         NaN scores (at non-excluded items) raise ValueError with the number of NaN rows, or
         rank as -inf.
@@ -157,12 +186,13 @@ def evaluate(scores, heldout, *, exclude=None,
         NaN scores under ``nan_policy="raise"``, or a held-out matrix with no items at all.
     """
     specs = parse_metrics(metrics)
-    check_choice(recall_denominator, "recall_denominator", RECALL_DENOMINATORS)
+    conv = Conventions.check(recall_denominator=recall_denominator,
+                             map_denominator=map_denominator, empty_users=empty_users, ties=ties,
+                             relevance=relevance)
     check_choice(nan_policy, "nan_policy", NAN_POLICIES)
     check_choice(backend, "backend", BACKENDS)
     batch_size = _check_batch(batch_size)
     n_threads = _check_threads(n_threads)
-    recall_mode = RECALL_DENOMINATORS.index(recall_denominator)
     use_torch = backend == "torch" or (
         backend == "auto" and _is_tensor(scores)
         and (scores.device.type != "cpu"
@@ -170,15 +200,15 @@ def evaluate(scores, heldout, *, exclude=None,
     if use_torch:
         from .torch_path import evaluate_torch
 
-        per_user, n_heldout = evaluate_torch(
-            scores, heldout, exclude=exclude, specs=specs, recall_mode=recall_mode,
+        per_user, n_heldout, aggregate = evaluate_torch(
+            scores, heldout, exclude=exclude, specs=specs, conv=conv, train=train,
             nan_policy=nan_policy, batch_size=batch_size, progress=progress)
     else:
-        per_user, n_heldout = _evaluate_numba(
-            _host_scores(scores), heldout, exclude, specs, recall_mode=recall_mode,
+        per_user, n_heldout, aggregate = _evaluate_numba(
+            _host_scores(scores), heldout, exclude, specs, conv=conv, train=train,
             nan_policy=nan_policy, batch_size=batch_size, n_threads=n_threads, progress=progress)
     return EvaluationResult(metrics=specs, per_user=per_user, n_heldout=n_heldout,
-                            recall_denominator=recall_denominator)
+                            aggregate=aggregate, **dataclasses.asdict(conv))
 
 
 def topk(scores, *, k: int, exclude=None, nan_policy: str = "raise",
@@ -214,8 +244,9 @@ def topk(scores, *, k: int, exclude=None, nan_policy: str = "raise",
 def evaluate_topk(topk, heldout, *, exclude=None,
                   metrics: str | Iterable[str | MetricSpec] = ("ndcg@100", "recall@20",
                                                                "recall@50"),
-                  recall_denominator: str = "min", n_items: int | None = None,
-                  n_threads: int | None = None) -> EvaluationResult:
+                  recall_denominator: str = "min", map_denominator: str = "min",
+                  empty_users: str = "skip", relevance: str = "binary", train=None,
+                  n_items: int | None = None, n_threads: int | None = None) -> EvaluationResult:
     """Ranking metrics from precomputed top-K lists instead of scores.
 
     Parameters
@@ -225,7 +256,8 @@ def evaluate_topk(topk, heldout, *, exclude=None,
         is padded at its end with -1. Items in ``exclude`` are dropped from the lists (the
         items after them move up), so the lists may include them.
     heldout, exclude : scipy.sparse CSR (or CPU DeviceCSR) of shape (n_users, n_items)
-    metrics, recall_denominator, n_threads : as in :func:`evaluate`
+    metrics, recall_denominator, map_denominator, empty_users, relevance, train, n_threads :
+        as in :func:`evaluate` (the lists fix the order, so there is no ``ties`` option)
     n_items : int, optional
         Catalogue size; default ``heldout.shape[1]``. Cut-offs must be <= n_items; a cut-off
         beyond ``width`` sees a shorter list.
@@ -235,7 +267,9 @@ def evaluate_topk(topk, heldout, *, exclude=None,
     EvaluationResult
     """
     specs = parse_metrics(metrics)
-    check_choice(recall_denominator, "recall_denominator", RECALL_DENOMINATORS)
+    conv = Conventions.check(recall_denominator=recall_denominator,
+                             map_denominator=map_denominator, empty_users=empty_users,
+                             relevance=relevance)
     n_threads = _check_threads(n_threads)
     _check_topk_array(topk)
     hshape = getattr(heldout, "shape", None)
@@ -251,11 +285,11 @@ def evaluate_topk(topk, heldout, *, exclude=None,
     ex = _empty_csr(shape[0]) if exclude is None else _check_csr(exclude, name="exclude",
                                                                  shape=shape)
     _check_has_items(int(ho.indptr[-1] - ho.indptr[0]))
-    per_user = evaluate_topk_numba(top, ho, ex, specs,
-                                   recall_mode=RECALL_DENOMINATORS.index(recall_denominator),
-                                   n_threads=n_threads)
+    per_user, aggregate = evaluate_topk_numba(top, ho, ex, heldout, specs, conv=conv,
+                                              train=train, n_items=int(n_items),
+                                              n_threads=n_threads)
     return EvaluationResult(metrics=specs, per_user=per_user, n_heldout=ho.counts(),
-                            recall_denominator=recall_denominator)
+                            aggregate=aggregate, **dataclasses.asdict(conv))
 
 
 def warmup() -> None:

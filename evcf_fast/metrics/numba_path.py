@@ -17,6 +17,7 @@ from typing import Callable
 
 import numpy as np
 
+from .conventions import Conventions, beyond_args, check_empty_users, finish, gains
 from .inputs import (
     _check_csr,
     _check_has_items,
@@ -26,7 +27,7 @@ from .inputs import (
     _ScoreBlocks,
     numba_threads,
 )
-from .spec import MetricSpec, _check_ks, _kernel_args, _tables
+from .spec import MetricSpec, _accuracy, _check_ks, _kernel_args, _tables
 
 # kernel(block, ex_ptr, ex_idx, start, stop, nan_rows) fills rows [start, stop) of its output
 _BlockKernel = Callable[[np.ndarray, np.ndarray, np.ndarray, int, int, np.ndarray], None]
@@ -60,12 +61,15 @@ def _run_blocks(blocks: _ScoreBlocks, ex: _HostCSR, kernel: _BlockKernel, *, nan
 
 
 def evaluate_numba(blocks: _ScoreBlocks, heldout, exclude, specs: tuple[MetricSpec, ...], *,
-                   recall_mode: int, nan_policy: str, batch_size: int | None,
+                   conv: Conventions, train, nan_policy: str, batch_size: int | None,
                    n_threads: int | None, progress: bool):
-    """Per-user metric arrays and held-out counts: the engine of ``evaluate(backend="numba")``.
+    """Per-user metric arrays, held-out counts and aggregate values: the engine of
+    ``evaluate(backend="numba")``. The default conventions without beyond-accuracy metrics run
+    the fused default kernel; anything else the general one (:mod:`evcf_fast.kernels.conventions`).
 
-    Returns ``(per_user, n_heldout)``; see :func:`evcf_fast.metrics.evaluate` for the errors.
+    Returns ``(per_user, n_heldout, aggregate)``; see :func:`evcf_fast.metrics.evaluate`.
     """
+    from ..kernels import conventions as kconv
     from ..kernels import ranking
 
     n_rows, n_items = blocks.shape
@@ -73,19 +77,54 @@ def evaluate_numba(blocks: _ScoreBlocks, heldout, exclude, specs: tuple[MetricSp
     ex = _exclude(exclude, blocks)
     _check_ks(specs, n_items)
     _check_has_items(int(ho.indptr[-1] - ho.indptr[0]))
+    n_heldout = ho.counts()
+    check_empty_users(conv, n_heldout)
+    acc = _accuracy(specs)
     ks, codes = _kernel_args(specs)
-    discount, idcg = _tables(int(ks.max()))
-    out = np.empty((n_rows, len(specs)), np.float64)
+    beyond = beyond_args(specs, train, n_items)
+    discount, idcg = _tables(int(max(ks.max() if ks.size else 1,
+                                     beyond.bks.max() if beyond.bks.size else 1)))
+    out = np.empty((n_rows, len(acc)), np.float64)
+    default = conv.default_kernel and not beyond.specs and int(codes.max()) <= ranking.MAP
+    if default:
+        def kernel(block, ex_ptr, ex_idx, start, stop, nan_rows):
+            ho_ptr, ho_idx = ho.rows(start, stop)
+            ranking.topk_metrics(block, ex_ptr, ex_idx, ho_ptr, ho_idx, ks, codes,
+                                 conv.recall_mode, discount, idcg, out[start:stop], nan_rows)
+        counts, pop_out, info_out, len_out = beyond.outputs(n_rows, n_items, 1)
+    else:
+        gain = gains(heldout, ho.indices, conv.relevance)
+        cumd = np.concatenate([[0.0], idcg])
+        max_ho = int(n_heldout.max()) if n_rows else 0
+        counts, pop_out, info_out, len_out = beyond.outputs(n_rows, n_items, _slabs())
 
-    def kernel(block, ex_ptr, ex_idx, start, stop, nan_rows):
-        ho_ptr, ho_idx = ho.rows(start, stop)
-        ranking.topk_metrics(block, ex_ptr, ex_idx, ho_ptr, ho_idx, ks, codes, recall_mode,
-                             discount, idcg, out[start:stop], nan_rows)
+        def kernel(block, ex_ptr, ex_idx, start, stop, nan_rows):
+            ho_ptr, ho_idx = ho.rows(start, stop)
+            kconv.topk_metrics_ext(
+                block, ex_ptr, ex_idx, ho_ptr, ho_idx, gain, ks, codes, conv.recall_mode,
+                conv.map_mode, conv.tie_mode, conv.relevance != "binary", discount, idcg, cumd,
+                max_ho, beyond.bks, beyond.pop, beyond.info, conv.empty_users == "zero", counts,
+                pop_out[start:stop], info_out[start:stop], len_out[start:stop], out[start:stop],
+                nan_rows)
 
     _run_blocks(blocks, ex, kernel, nan_policy=nan_policy, batch_size=batch_size,
                 n_threads=n_threads, progress=progress)
-    per_user = {str(s): np.ascontiguousarray(out[:, q]) for q, s in enumerate(specs)}
-    return per_user, ho.counts()
+    per_user = {str(s): np.ascontiguousarray(out[:, q]) for q, s in enumerate(acc)}
+    per_user, aggregate = finish(per_user, n_heldout, conv, beyond, counts, pop_out, info_out,
+                                 len_out)
+    return _ordered(per_user, specs), n_heldout, aggregate
+
+
+def _slabs() -> int:
+    """Per-thread count slabs: one per thread of Numba's pool (``get_thread_id`` < this)."""
+    import numba
+
+    return int(numba.config.NUMBA_NUM_THREADS)
+
+
+def _ordered(per_user: dict[str, np.ndarray], specs) -> dict[str, np.ndarray]:
+    """Per-user arrays in the order the metrics were asked for."""
+    return {str(s): per_user[str(s)] for s in specs if str(s) in per_user}
 
 
 def topk_numba(blocks: _ScoreBlocks, exclude, *, k: int, nan_policy: str,
@@ -104,16 +143,32 @@ def topk_numba(blocks: _ScoreBlocks, exclude, *, k: int, nan_policy: str,
     return out
 
 
-def evaluate_topk_numba(top: np.ndarray, ho: _HostCSR, ex: _HostCSR,
-                        specs: tuple[MetricSpec, ...], *, recall_mode: int,
-                        n_threads: int | None) -> dict[str, np.ndarray]:
-    """Per-user metric arrays of validated top-K lists: the engine of ``evaluate_topk``."""
-    from ..kernels import ranking
+def evaluate_topk_numba(top: np.ndarray, ho: _HostCSR, ex: _HostCSR, heldout,
+                        specs: tuple[MetricSpec, ...], *, conv: Conventions, train,
+                        n_items: int, n_threads: int | None):
+    """Per-user metric arrays and aggregate values of validated top-K lists: the engine of
+    ``evaluate_topk``. Returns ``(per_user, aggregate)``."""
+    from ..kernels import conventions as kconv
 
+    n_heldout = ho.counts()
+    check_empty_users(conv, n_heldout)
+    acc = _accuracy(specs)
     ks, codes = _kernel_args(specs)
-    discount, idcg = _tables(int(ks.max()))
-    out = np.empty((top.shape[0], len(specs)), np.float64)
+    beyond = beyond_args(specs, train, n_items)
+    discount, idcg = _tables(int(max(ks.max() if ks.size else 1,
+                                     beyond.bks.max() if beyond.bks.size else 1)))
+    cumd = np.concatenate([[0.0], idcg])
+    gain = gains(heldout, ho.indices, conv.relevance)
+    n_rows = top.shape[0]
+    out = np.empty((n_rows, len(acc)), np.float64)
+    counts, pop_out, info_out, len_out = beyond.outputs(n_rows, n_items, _slabs())
     with numba_threads(n_threads):
-        ranking.topk_metrics_from_topk(top, ex.indptr, ex.indices, ho.indptr, ho.indices, ks,
-                                       codes, recall_mode, discount, idcg, out)
-    return {str(s): np.ascontiguousarray(out[:, q]) for q, s in enumerate(specs)}
+        kconv.topk_metrics_from_topk_ext(
+            top, ex.indptr, ex.indices, ho.indptr, ho.indices, gain, ks, codes, conv.recall_mode,
+            conv.map_mode, conv.relevance != "binary", discount, idcg, cumd,
+            int(n_heldout.max()) if n_rows else 0, beyond.bks, beyond.pop, beyond.info,
+            conv.empty_users == "zero", counts, pop_out, info_out, len_out, out)
+    per_user = {str(s): np.ascontiguousarray(out[:, q]) for q, s in enumerate(acc)}
+    per_user, aggregate = finish(per_user, n_heldout, conv, beyond, counts, pop_out, info_out,
+                                 len_out)
+    return _ordered(per_user, specs), aggregate

@@ -16,6 +16,8 @@ import numpy as np
 
 from .spec import TIE_RULE, MetricSpec
 
+_CONVENTIONS = ("recall_denominator", "map_denominator", "empty_users", "ties", "relevance")
+
 
 @dataclass(frozen=True, kw_only=True)
 class EvaluationResult:
@@ -30,21 +32,29 @@ class EvaluationResult:
         items). Read-only.
     n_heldout : ndarray
         int64 number of held-out items per user.
-    recall_denominator : str
-        ``"min"`` or ``"heldout"`` (see :mod:`evcf_fast.metrics`).
+    recall_denominator, map_denominator, empty_users, ties, relevance : str
+        The conventions of the evaluation (see :func:`evcf_fast.metrics.evaluate`).
+    aggregate : dict of str to float
+        Metrics with one value for all users (coverage, Gini, entropy), not per user.
     mean, stderr : dict of str to float
-        Over evaluated users only; ``stderr`` is NaN with fewer than two evaluated users.
+        Over evaluated users only (every user under ``empty_users="zero"``); ``stderr`` is NaN
+        with fewer than two evaluated users and for aggregate metrics.
     """
 
     metrics: tuple[MetricSpec, ...]
     per_user: dict[str, np.ndarray]
     n_heldout: np.ndarray
     recall_denominator: str = "min"
+    map_denominator: str = "min"
+    empty_users: str = "skip"
+    ties: str = "lower_first"
+    relevance: str = "binary"
+    aggregate: dict[str, float] = dataclasses.field(default_factory=dict)
     mean: dict[str, float] = dataclasses.field(init=False)
     stderr: dict[str, float] = dataclasses.field(init=False)
 
     def __post_init__(self):
-        evaluated = self.n_heldout > 0
+        evaluated = self._evaluated()
         n = int(evaluated.sum())
         mean, stderr = {}, {}
         for name, values in self.per_user.items():
@@ -52,6 +62,9 @@ class EvaluationResult:
             v = values[evaluated]
             mean[name] = float(v.mean()) if n else math.nan
             stderr[name] = float(v.std(ddof=1) / math.sqrt(n)) if n > 1 else math.nan
+        for name, value in self.aggregate.items():
+            mean[name] = float(value)
+            stderr[name] = math.nan
         self.n_heldout.setflags(write=False)
         object.__setattr__(self, "mean", mean)
         object.__setattr__(self, "stderr", stderr)
@@ -61,14 +74,25 @@ class EvaluationResult:
         """Users (rows) in the evaluation, skipped ones included."""
         return int(self.n_heldout.shape[0])
 
+    def _evaluated(self) -> np.ndarray:
+        if self.empty_users == "zero":
+            return np.ones(self.n_heldout.shape[0], bool)
+        return self.n_heldout > 0
+
+    @property
+    def conventions(self) -> dict[str, str]:
+        """The convention options of this evaluation, by name."""
+        return {name: getattr(self, name) for name in _CONVENTIONS}
+
     @property
     def n_evaluated(self) -> int:
-        """Users with at least one held-out item: the ones in the means."""
-        return int((self.n_heldout > 0).sum())
+        """Users in the means: those with held-out items (every user under
+        ``empty_users="zero"``)."""
+        return int(self._evaluated().sum())
 
     @property
     def n_skipped(self) -> int:
-        """Users without held-out items (NaN per-user values, left out of the means)."""
+        """Users without held-out items left out of the means (NaN per-user values)."""
         return self.n_users - self.n_evaluated
 
     @classmethod
@@ -79,17 +103,21 @@ class EvaluationResult:
             raise ValueError("results is empty; expected at least one EvaluationResult")
         first = results[0]
         for r in results[1:]:
-            if r.metrics != first.metrics or r.recall_denominator != first.recall_denominator:
+            if r.metrics != first.metrics or r.conventions != first.conventions:
                 raise ValueError(
                     f"cannot concatenate results of different evaluations: metrics "
-                    f"{[str(m) for m in first.metrics]} with recall_denominator="
-                    f"{first.recall_denominator!r} vs {[str(m) for m in r.metrics]} with "
-                    f"{r.recall_denominator!r}")
+                    f"{[str(m) for m in first.metrics]} with {first.conventions} vs "
+                    f"{[str(m) for m in r.metrics]} with {r.conventions}")
+            if r.aggregate or first.aggregate:
+                raise ValueError(
+                    f"cannot concatenate results with aggregate metrics "
+                    f"{sorted(first.aggregate)}: they depend on every user's list; evaluate "
+                    f"all users at once")
         per_user = {name: np.concatenate([r.per_user[name] for r in results])
                     for name in first.per_user}
         return cls(metrics=first.metrics, per_user=per_user,
                    n_heldout=np.concatenate([r.n_heldout for r in results]),
-                   recall_denominator=first.recall_denominator)
+                   **first.conventions)
 
     def table(self) -> str:
         """A readable table of means and standard errors plus the user counts."""
@@ -98,8 +126,10 @@ class EvaluationResult:
         for m in self.metrics:
             name = str(m)
             lines.append(f"{name:<{width}}  {self.mean[name]:>9.5f}  {self.stderr[name]:>9.5f}")
-        lines.append(f"{self.n_users} users: {self.n_evaluated} evaluated, {self.n_skipped} "
-                     f"skipped (no held-out items)")
+        empty = int((self.n_heldout == 0).sum())
+        note = (f"{empty} without held-out items counted as 0" if self.empty_users == "zero"
+                else f"{self.n_skipped} skipped (no held-out items)")
+        lines.append(f"{self.n_users} users: {self.n_evaluated} evaluated, {note}")
         return "\n".join(lines)
 
     def __str__(self) -> str:
@@ -115,6 +145,6 @@ class EvaluationResult:
             "n_users": self.n_users,
             "n_evaluated": self.n_evaluated,
             "n_skipped": self.n_skipped,
-            "recall_denominator": self.recall_denominator,
-            "tie_rule": TIE_RULE,
+            **self.conventions,
+            "tie_rule": TIE_RULE if self.ties == "lower_first" else self.ties,
         }

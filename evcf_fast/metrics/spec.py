@@ -16,6 +16,10 @@ import numpy as np
 from .._checks import check_int, must_be, type_name
 
 RECALL_DENOMINATORS = ("min", "heldout")
+MAP_DENOMINATORS = ("min", "heldout", "hits")
+EMPTY_USERS = ("skip", "zero", "raise")
+TIES = ("lower_first", "higher_first", "average")
+RELEVANCE = ("binary", "linear", "exponential")
 NAN_POLICIES = ("raise", "neg_inf")
 BACKENDS = ("auto", "numba", "torch")
 TIE_RULE = "equal scores: lower item index ranks first"
@@ -23,9 +27,11 @@ TIE_RULE = "equal scores: lower item index ranks first"
 
 @dataclass(frozen=True)
 class _MetricDef:
-    code: int  # the kernel's metric code (evcf_fast.kernels.ranking)
+    code: int  # the kernel's metric code (evcf_fast.kernels.ranking / .conventions); -1: a list
     title: str
     definition: str
+    kind: str = "accuracy"  # "accuracy" (per user, from hits), "list" (per user, from the top-k
+    # list and training popularity) or "global" (one value from every user's top-k list)
 
 
 #: The metric registry: name -> definition. Metric strings are ``"name@k"``.
@@ -35,9 +41,22 @@ METRICS: dict[str, _MetricDef] = {
     "precision": _MetricDef(2, "Precision", "hits@k / k"),
     "hitrate": _MetricDef(3, "HitRate", "1 if hits@k > 0 else 0"),
     "mrr": _MetricDef(4, "MRR", "1 / rank of the first hit within k, 0 if none"),
-    "map": _MetricDef(5, "MAP", "sum over hit ranks r <= k of precision@r / min(k, n_heldout)"),
+    "map": _MetricDef(5, "MAP", "sum over hit ranks r <= k of precision@r / min(k, n_heldout) "
+                                "(or / n_heldout, or / hits)"),
+    "rprec": _MetricDef(6, "R-Precision", "hits within rank min(k, n_heldout) / n_heldout"),
+    "f1": _MetricDef(7, "F1", "2 P R / (P + R), P = precision@k, R = recall@k; 0 without hits"),
+    "coverage": _MetricDef(-1, "Coverage", "distinct items in the top-k lists / n_items",
+                           "global"),
+    "avgpop": _MetricDef(-1, "AvgPop", "mean training popularity (users) of the top-k items",
+                         "list"),
+    "novelty": _MetricDef(-1, "Novelty", "mean -log2(popularity / n_train_users) of the top-k "
+                          "items (popularity at least 1)", "list"),
+    "gini": _MetricDef(-1, "Gini", "Gini index of how often each item is in a top-k list",
+                       "global"),
+    "entropy": _MetricDef(-1, "Entropy", "Shannon entropy (nats) of how often each item is in "
+                          "a top-k list", "global"),
 }
-_ALIASES = {"hit": "hitrate"}
+_ALIASES = {"hit": "hitrate", "r-precision": "rprec"}
 
 
 def _known_names() -> list[str]:
@@ -123,10 +142,20 @@ def _check_ks(specs: tuple[MetricSpec, ...], n_items: int) -> None:
 
 
 def _kernel_args(specs: tuple[MetricSpec, ...]) -> tuple[np.ndarray, np.ndarray]:
-    """(ks, codes) as the kernels take them: int64 cut-offs and registry codes, in spec order."""
-    ks = np.array([s.k for s in specs], np.int64)
-    codes = np.array([METRICS[s.name].code for s in specs], np.int64)
+    """(ks, codes) as the kernels take them: int64 cut-offs and registry codes, in spec order
+    (accuracy metrics only: beyond-accuracy metrics come from the top-k lists)."""
+    acc = [s for s in specs if METRICS[s.name].kind == "accuracy"]
+    ks = np.array([s.k for s in acc], np.int64)
+    codes = np.array([METRICS[s.name].code for s in acc], np.int64)
     return ks, codes
+
+
+def _accuracy(specs: tuple[MetricSpec, ...]) -> tuple[MetricSpec, ...]:
+    return tuple(s for s in specs if METRICS[s.name].kind == "accuracy")
+
+
+def _beyond(specs: tuple[MetricSpec, ...]) -> tuple[MetricSpec, ...]:
+    return tuple(s for s in specs if METRICS[s.name].kind != "accuracy")
 
 
 def _tables(k_max: int) -> tuple[np.ndarray, np.ndarray]:

@@ -36,10 +36,10 @@ import scipy.sparse as sp
 import torch
 
 from .inputs import _check_csr, _check_has_items, _host_scores, _nan_error
-from .spec import METRICS, _check_ks, _tables
+from .spec import METRICS, _accuracy, _check_ks, _tables
 
-NDCG, RECALL, PRECISION, HITRATE, MRR, MAP = (METRICS[name].code for name in (
-    "ndcg", "recall", "precision", "hitrate", "mrr", "map"))
+NDCG, RECALL, PRECISION, HITRATE, MRR, MAP, RPREC, F1 = (METRICS[name].code for name in (
+    "ndcg", "recall", "precision", "hitrate", "mrr", "map", "rprec", "f1"))
 
 # the torch path works on blocks of at most this many scores (a few bytes of temporaries each)
 _BLOCK_SCORES = 1 << 26
@@ -194,14 +194,16 @@ class _FromHost:
         return self.cm.__exit__(*exc)
 
 
-def evaluate_torch(scores, heldout, *, exclude, specs, recall_mode: int, nan_policy: str,
+def evaluate_torch(scores, heldout, *, exclude, specs, conv, train, nan_policy: str,
                    batch_size: int | None, progress: bool):
-    """Per-user metric arrays and held-out counts (the engine of ``evaluate(backend="torch")``).
+    """Per-user metric arrays, held-out counts and aggregate values (the engine of
+    ``evaluate(backend="torch")``).
 
-    Returns ``(per_user, n_heldout)`` like the Numba path; see :func:`evcf_fast.metrics.evaluate`
-    for the parameters and errors.
+    Returns ``(per_user, n_heldout, aggregate)`` like the Numba path; see
+    :func:`evcf_fast.metrics.evaluate` for the parameters and errors.
     """
     from .._progress import progress as bar
+    from .conventions import beyond_args, check_empty_users, finish, gains
 
     shape, device, block = _tensor_blocks(scores)
     n_rows, n_items = shape
@@ -210,30 +212,64 @@ def evaluate_torch(scores, heldout, *, exclude, specs, recall_mode: int, nan_pol
                                                      device=device)
     _check_ks(specs, n_items)
     _check_has_items(ho.nnz)
-    ks = [s.k for s in specs]
-    codes = [METRICS[s.name].code for s in specs]
-    k_top = min(max(ks), n_items)
+    n_heldout = np.diff(ho._crow_host).astype(np.int64)
+    check_empty_users(conv, n_heldout)
+    acc = _accuracy(specs)
+    ks = [s.k for s in acc]
+    codes = [METRICS[s.name].code for s in acc]
+    beyond = beyond_args(specs, train, n_items)
+    k_top = min(max(ks + [int(k) for k in beyond.bks]), n_items)
     discount, idcg = (torch.from_numpy(t).to(device) for t in _tables(k_top))
+    gain = None
+    if conv.relevance != "binary":
+        g = gains(heldout, np.asarray(getattr(heldout, "indices", ())), conv.relevance)
+        gain = torch.from_numpy(g[heldout.indptr[0]:heldout.indptr[-1]]).to(device)
     step = batch_size or max(1, _BLOCK_SCORES // n_items)
-    outs, nans = [], []
+    outs, nans, tops = [], [], []
     with bar(total=n_rows, desc="evaluate", unit="user", enabled=progress) as pbar:
         for start in range(0, n_rows, step):
             stop = min(start + step, n_rows)
+            lo = int(ho._crow_host[start])
+            hob = ho.rows(start, stop)
             with block(start, stop) as x:
-                out, nan_rows = _block_metrics(
-                    x, None if ex is None else ex.rows(start, stop), ho.rows(start, stop),
-                    k_top, ks, codes, recall_mode, discount, idcg)
+                out, nan_rows, items = _block_metrics(
+                    x, None if ex is None else ex.rows(start, stop), hob,
+                    None if gain is None else gain[lo:lo + hob.nnz], k_top, ks, codes, conv,
+                    discount, idcg)
                 del x  # lets a file chunk be unmapped on exit
             outs.append(out.cpu())
             nans.append(nan_rows.cpu())
+            if beyond.specs:
+                tops.append(items.cpu())
             pbar.update(stop - start)
     out = torch.cat(outs).numpy()
     nan_rows = torch.cat(nans).numpy()
     n_nan = int(nan_rows.sum())
     if n_nan and nan_policy == "raise":
         raise _nan_error(n_nan, n_rows, int(np.argmax(nan_rows)))
-    per_user = {str(s): np.ascontiguousarray(out[:, q]) for q, s in enumerate(specs)}
-    return per_user, np.diff(ho._crow_host).astype(np.int64)
+    per_user = {str(s): np.ascontiguousarray(out[:, q]) for q, s in enumerate(acc)}
+    counted = (n_heldout > 0) | (conv.empty_users == "zero")
+    outputs = _lists(torch.cat(tops).numpy() if tops else None, beyond, counted, n_items)
+    per_user, aggregate = finish(per_user, n_heldout, conv, beyond, *outputs)
+    return {str(s): per_user[str(s)] for s in specs if str(s) in per_user}, n_heldout, aggregate
+
+
+def _lists(items, beyond, counted, n_items):
+    """The beyond-accuracy outputs of the Numba kernel from the (B, k) lists (-1 padded)."""
+    counts, pop_out, info_out, len_out = beyond.outputs(len(counted), n_items, 1)
+    if items is None:
+        return counts, pop_out, info_out, len_out
+    for b, k in enumerate(beyond.bks):
+        ids = items[:, :min(int(k), items.shape[1])]
+        ok = ids >= 0
+        safe = np.where(ok, ids, 0)
+        if beyond.pop.size:  # empty tables: no list metric asked
+            pop_out[:, b] = np.where(ok, beyond.pop[safe], 0.0).sum(1)
+            info_out[:, b] = np.where(ok, beyond.info[safe], 0.0).sum(1)
+        len_out[:, b] = ok.sum(1)
+        sel = ids[counted]
+        counts[0, b] = np.bincount(sel[sel >= 0], minlength=n_items)
+    return counts, pop_out, info_out, len_out
 
 
 def masked_topk_torch(xm: torch.Tensor, ex: DeviceCSR | None, k: int):
@@ -278,22 +314,112 @@ def masked_topk_torch(xm: torch.Tensor, ex: DeviceCSR | None, k: int):
     return idx, idx < n
 
 
-def _contains(csr: DeviceCSR, items: torch.Tensor) -> torch.Tensor:
-    """Bool (B, k): whether items[b, j] is stored in row b of ``csr`` (binary search)."""
+def _contains(csr: DeviceCSR, items: torch.Tensor):
+    """(found, pos), each (B, k): whether items[b, j] is stored in row b of ``csr`` (binary
+    search) and where (an index into ``csr.col``; meaningful where found)."""
     n = csr.shape[1]
     b = torch.arange(items.shape[0], device=items.device)[:, None]
     query = (b * n + items.clamp(max=n - 1)).reshape(-1)
     if csr.nnz == 0:
-        return torch.zeros(items.shape, dtype=torch.bool, device=items.device)
+        z = torch.zeros(items.shape, dtype=torch.bool, device=items.device)
+        return z, torch.zeros(items.shape, dtype=torch.int64, device=items.device)
     # rows ascending and columns sorted within rows: the keys row * n + col are sorted
     keys = csr.row_indices() * n + csr.col.long()
     pos = torch.searchsorted(keys, query).clamp(max=csr.nnz - 1)
-    return (keys[pos] == query).reshape(items.shape)
+    return (keys[pos] == query).reshape(items.shape), pos.reshape(items.shape)
 
 
-def _block_metrics(x, ex: DeviceCSR | None, ho: DeviceCSR, k_top, ks, codes, recall_mode,
+def _flip(csr: DeviceCSR) -> DeviceCSR:
+    """The CSR of the column-reversed matrix (item j becomes n - 1 - j), rows kept sorted."""
+    if csr.nnz == 0:
+        return csr
+    rows = csr.row_indices()
+    p = torch.arange(csr.nnz, device=csr.device)
+    src = csr.crow[rows] + csr.crow[rows + 1] - 1 - p
+    col = (csr.shape[1] - 1 - csr.col.long()[src]).to(csr.col.dtype)
+    return DeviceCSR(csr.crow, col, csr.shape, csr._crow_host)
+
+
+def _ranked(xm, ex, k_top, higher_first):
+    """(items, valid) of the block under the tie order (higher index first by reversing the
+    columns: the lower-index rule on the reversed matrix)."""
+    if not higher_first:
+        return masked_topk_torch(xm, ex, k_top)
+    n = xm.shape[1]
+    items, valid = masked_topk_torch(xm.flip(1), None if ex is None else _flip(ex), k_top)
+    return torch.where(valid, n - 1 - items, items), valid
+
+
+def _padded(ho: DeviceCSR, values: torch.Tensor, fill: float):
+    """(B, max_ho) tensor of per-entry values of each row, ``fill`` after the row's end."""
+    counts = ho.counts()
+    width = max(1, int(counts.max()) if ho.shape[0] else 1)
+    out = torch.full((ho.shape[0], width), fill, dtype=values.dtype, device=values.device)
+    if ho.nnz:
+        rows = ho.row_indices()
+        out[rows, torch.arange(ho.nnz, device=rows.device) - ho.crow[rows]] = values
+    return out
+
+
+def _tie_averaged_dcg(xm, ex, ho, gain, ks):
+    """(B, len(ks)) expected DCG@k over the orders of tied scores (see kernels/conventions)."""
+    dev = xm.device
+    n = xm.shape[1]
+    srt = torch.sort(xm, dim=1).values
+    rows = ho.row_indices()
+    x = xm[rows, ho.col.long()]
+    excluded = torch.zeros(ho.nnz, dtype=torch.bool, device=dev)
+    n_ex = torch.zeros(ho.shape[0], dtype=torch.int64, device=dev)
+    if ex is not None and ex.nnz:
+        excluded = _member(ex, rows, ho.col.long())
+        n_ex = ex.counts()
+    hx = _padded(ho, x, -math.inf)  # padding: gain 0 below, whatever its counts
+    below = torch.searchsorted(srt, hx, right=False)
+    upto = torch.searchsorted(srt, hx, right=True)
+    a = n - upto
+    t = upto - below
+    t = t - torch.where(hx == -math.inf, n_ex[:, None], torch.zeros_like(t))  # excluded -inf
+    g = _padded(ho, gain * (~excluded), 0.0)
+    cumd = torch.cat([torch.zeros(1, dtype=torch.float64, device=dev),
+                      torch.cumsum(1.0 / torch.log2(torch.arange(2, n + 2, device=dev,
+                                                                 dtype=torch.float64)), 0)])
+    out = []
+    for k in ks:
+        hi = torch.clamp(a + t, min=0, max=k)
+        lo = torch.clamp(a, min=0, max=k)
+        share = (cumd[hi] - cumd[lo]) / torch.clamp(t, min=1)
+        out.append((g * share).sum(1))
+    return torch.stack(out, 1) if out else None
+
+
+def _member(csr: DeviceCSR, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+    """Whether (rows[i], cols[i]) is stored in ``csr`` (binary search on row * n + col)."""
+    if csr.nnz == 0:
+        return torch.zeros(rows.shape, dtype=torch.bool, device=rows.device)
+    n = csr.shape[1]
+    keys = csr.row_indices() * n + csr.col.long()
+    query = rows * n + cols
+    pos = torch.searchsorted(keys, query).clamp(max=csr.nnz - 1)
+    return keys[pos] == query
+
+
+def _ideal(ho: DeviceCSR, gain, k_top, idcg):
+    """(B, k_top) IDCG per cut-off: the shared table for binary gains, else per row."""
+    if gain is None:
+        return idcg[None, :].expand(ho.shape[0], -1)
+    g = torch.sort(_padded(ho, gain, 0.0), dim=1, descending=True).values[:, :k_top]
+    disc = 1.0 / torch.log2(torch.arange(2, g.shape[1] + 2, device=g.device,
+                                         dtype=torch.float64))
+    out = torch.cumsum(g * disc, 1)
+    if out.shape[1] < k_top:
+        out = torch.cat([out, out[:, -1:].expand(-1, k_top - out.shape[1])], 1)
+    return out
+
+
+def _block_metrics(x, ex: DeviceCSR | None, ho: DeviceCSR, gain, k_top, ks, codes, conv,
                    discount, idcg):
-    """Metrics (B, len(ks)) float64 and NaN-row flags (B,) of one block of scores."""
+    """Metrics (B, len(ks)) float64, NaN-row flags (B,) and the lower-index-first top lists
+    (B, k_top; -1 padded) of one block of scores."""
     xm = x.clone()
     if ex is not None and ex.nnz:
         xm[ex.row_indices(), ex.col.long()] = -math.inf
@@ -302,20 +428,31 @@ def _block_metrics(x, ex: DeviceCSR | None, ho: DeviceCSR, k_top, ks, codes, rec
     if bool(nan_rows.any()):
         xm.masked_fill_(nan, -math.inf)  # NaN ranks as -inf (the caller raises if it must)
     del nan
-    items, valid = masked_topk_torch(xm, ex, k_top)
-    hits = (_contains(ho, items) & valid).to(torch.float64)
+    items0, valid0 = masked_topk_torch(xm, ex, k_top)
+    items, valid = (items0, valid0) if conv.ties != "higher_first" else _ranked(xm, ex, k_top,
+                                                                                True)
+    found, pos = _contains(ho, items)
+    hits = (found & valid).to(torch.float64)
+    g = hits if gain is None else hits * gain[pos] if ho.nnz else hits
     n_ho = ho.counts().to(torch.float64)
+    ideal = _ideal(ho, gain, k_top, idcg)
+    avg = (_tie_averaged_dcg(xm, ex, ho, gain if gain is not None else
+                             torch.ones(ho.nnz, dtype=torch.float64, device=x.device), ks)
+           if conv.ties == "average" and NDCG in codes else None)
     ranks = torch.arange(1, k_top + 1, device=x.device, dtype=torch.float64)
     out = torch.empty((x.shape[0], len(ks)), dtype=torch.float64, device=x.device)
     for q, (k, code) in enumerate(zip(ks, codes)):
         h = hits[:, :min(k, k_top)]
         n_hits = h.sum(1)
         cut = torch.clamp(n_ho, max=k)
+        recall = n_hits / (cut if conv.recall_mode == 0 else n_ho)
         if code == NDCG:
-            idx = torch.clamp(cut.long(), min=1) - 1
-            val = (h * discount[:h.shape[1]]).sum(1) / idcg[idx]
+            idx = (torch.clamp(cut.long(), min=1) - 1)[:, None]
+            dcg = avg[:, q] if avg is not None else (g[:, :h.shape[1]]
+                                                     * discount[:h.shape[1]]).sum(1)
+            val = dcg / ideal.gather(1, idx)[:, 0]
         elif code == RECALL:
-            val = n_hits / (cut if recall_mode == 0 else n_ho)
+            val = recall
         elif code == PRECISION:
             val = n_hits / k
         elif code == HITRATE:
@@ -323,7 +460,16 @@ def _block_metrics(x, ex: DeviceCSR | None, ho: DeviceCSR, k_top, ks, codes, rec
         elif code == MRR:
             first = h.argmax(1).to(torch.float64) + 1.0
             val = torch.where(n_hits > 0, 1.0 / first, torch.zeros_like(first))
-        else:  # MAP
-            val = (h.cumsum(1) / ranks[:h.shape[1]] * h).sum(1) / cut
+        elif code == MAP:
+            ap = (h.cumsum(1) / ranks[:h.shape[1]] * h).sum(1)
+            den = (cut, n_ho, n_hits)[conv.map_mode]
+            val = torch.where(den > 0, ap / den.clamp(min=1), torch.zeros_like(ap))
+        elif code == RPREC:
+            in_r = (ranks[None, :h.shape[1]] <= cut[:, None]).to(torch.float64)
+            val = (h * in_r).sum(1) / n_ho
+        else:  # F1
+            p = n_hits / k
+            val = torch.where(n_hits > 0, 2 * p * recall / (p + recall).clamp(min=1e-300),
+                              torch.zeros_like(p))
         out[:, q] = torch.where(n_ho > 0, val, torch.full_like(val, math.nan))
-    return out, nan_rows
+    return out, nan_rows, torch.where(valid0, items0, torch.full_like(items0, -1))
