@@ -114,8 +114,8 @@ def _overrides(args) -> dict:
 
 
 def cmd_train(args) -> int:
-    from ..train.loop import fit
     from ..train.run_folder import resolve_configs
+    from ..train.zoo import fit
 
     data_dir, model_cfg, train_cfg = resolve_configs(
         args.out, data=args.data, preset=args.preset, overrides=_overrides(args),
