@@ -23,10 +23,10 @@ import os
 import sys
 
 from .. import __version__
-from . import bench, data, evaluate, train
+from . import bench, data, evaluate, sweep, train
 
 # Modules that add subcommands; each defines register(subparsers) and sets `func` on its parsers.
-COMMAND_MODULES = (data, evaluate, train, bench)
+COMMAND_MODULES = (data, evaluate, train, sweep, bench)
 
 
 def build_parser() -> argparse.ArgumentParser:
