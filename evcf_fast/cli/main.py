@@ -23,10 +23,10 @@ import os
 import sys
 
 from .. import __version__
-from . import bench, data, evaluate, sweep, train
+from . import bench, data, evaluate, study, sweep, train
 
 # Modules that add subcommands; each defines register(subparsers) and sets `func` on its parsers.
-COMMAND_MODULES = (data, evaluate, train, sweep, bench)
+COMMAND_MODULES = (data, evaluate, train, sweep, study, bench)
 
 
 def build_parser() -> argparse.ArgumentParser:
