@@ -228,3 +228,23 @@ def test_cli_train_evaluate_recommend_plot(data, split_dir, tmp_path, capsys):
     assert main(["train", "--data", str(split), "--model", "ease", "--set", "ease_lambda=0",
                  "--out", str(tmp_path / "bad"), "--quiet"]) == 2
     assert "ease_lambda must be > 0" in capsys.readouterr().err
+
+
+def test_itemknn_blocks_and_ties_match_a_dense_reference(monkeypatch):
+    # many equal similarities (small integer counts) and several row blocks
+    monkeypatch.setattr(bl, "_KNN_BLOCK_ENTRIES", 7 * 150)
+    rng = np.random.default_rng(1)
+    p = 1.0 / np.arange(1, 151) ** 0.8
+    x = np.zeros((400, 150))
+    for row in x:
+        row[rng.choice(150, size=12, replace=False, p=p / p.sum())] = 1.0
+    for shrink in (0.0, 10.0):
+        index, value = bl.knn_neighbours(sp.csr_matrix(x), k=30, shrink=shrink)
+        c = x.T @ x
+        n = np.diag(c).copy()
+        sim = c / (np.sqrt(np.outer(n, n)) + shrink)
+        sim[np.isnan(sim)] = 0.0
+        np.fill_diagonal(sim, -np.inf)
+        order = np.argsort(-sim, axis=1, kind="stable")[:, :30]
+        np.testing.assert_array_equal(index, order)
+        np.testing.assert_array_equal(value, np.take_along_axis(sim, order, axis=1))

@@ -106,14 +106,15 @@ def knn_neighbours(x: sp.csr_matrix, *, k: int, shrink: float) -> tuple[np.ndarr
     n_items = x.shape[1]
     xt = x.T.tocsr()
     counts = np.asarray(x.sum(axis=0)).ravel()
-    root = np.sqrt(counts)
     block = max(1, _KNN_BLOCK_ENTRIES // max(n_items, 1))
     index = np.zeros((n_items, k), np.int64)
     value = np.zeros((n_items, k), np.float64)
     for start in range(0, n_items, block):
         stop = min(start + block, n_items)
         co = (xt[start:stop] @ x).toarray()
-        denom = root[start:stop, None] * root[None, :] + shrink
+        # sqrt of the exact integer product, as the definition reads: equal similarities
+        # stay equal (and tie-break by index) instead of differing in the last bit
+        denom = np.sqrt(counts[start:stop, None] * counts[None, :]) + shrink
         sim = np.divide(co, denom, out=np.zeros_like(co), where=denom > 0)
         rows = np.arange(stop - start)
         sim[rows, start + rows] = -np.inf        # never one's own neighbour
