@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
 import shlex
 from pathlib import Path
@@ -110,7 +111,7 @@ class StudySpec:
                                  f"in the sweep's [fixed] table")
             rows.append(StudyRow(
                 name=r["name"], model=r.get("model"), preset=r.get("preset"),
-                overrides=row_set, sweep=base / r["sweep"] if "sweep" in r else None,
+                overrides=row_set, sweep=_path(base, r["sweep"]) if "sweep" in r else None,
                 trials=check_int(r.get("trials"), f"{where}.trials", minimum=1,
                                  allow_none=True)))
         if not rows:
@@ -119,7 +120,7 @@ class StudySpec:
         dup = sorted({s for s in slugs if slugs.count(s) > 1})
         if dup:
             raise ValueError(f"row names must differ (as folder names): {dup} repeat")
-        return cls(data=base / d["data"], out=base / d["out"] if "out" in d else None,
+        return cls(data=_path(base, d["data"]), out=_path(base, d["out"]) if "out" in d else None,
                    rows=tuple(rows), overrides=overrides)
 
     @classmethod
@@ -134,6 +135,13 @@ class StudySpec:
         except tomllib.TOMLDecodeError as exc:
             raise ValueError(f"{path}: not valid TOML ({exc})") from None
         return cls.from_dict(d, base=path.parent, source=str(path))
+
+
+def _path(base: Path, name) -> Path:
+    """``name`` relative to the spec's folder, normalised ("a/b/../c" -> "a/c")."""
+    if not isinstance(name, str):
+        raise TypeError(f"paths must be strings, got {name!r}")
+    return Path(os.path.normpath(base / name))
 
 
 def _nulls(table) -> dict:

@@ -263,7 +263,7 @@ def counted_trials(study) -> int:
 
 
 def _run_dir(out, number: int) -> Path:
-    return Path(out) / "trials" / f"trial-{number:04d}"
+    return Path(out).resolve() / "trials" / f"trial-{number:04d}"
 
 
 def _objective(spec: SweepSpec, *, data, n_items: int, out, progress: bool):
@@ -297,7 +297,7 @@ def _objective(spec: SweepSpec, *, data, n_items: int, out, progress: bool):
 
         def on_epoch(record):
             trial.report(record[key], record["epoch"])
-            if trial.should_prune():
+            if not model_cfg.is_closed_form and trial.should_prune():  # one fit: nothing to save
                 raise optuna.TrialPruned(f"epoch {record['epoch']}: {spec.metric} "
                                          f"{record[key]:.5f}")
 
