@@ -217,14 +217,29 @@ def _command(spec: StudySpec, row: StudyRow, run: Path, *, out) -> str:
     if row.sweep is not None:
         words = ["evcf", "sweep", str(row.sweep), "--data", str(spec.data), "--out",
                  str(row_dir(out, row))] + (["--trials", str(row.trials)] if row.trials else [])
-        return " ".join(shlex.quote(w) for w in words) + f"   # best trial: {run.name}"
+        from .sweep import best_trials, load_study
+
+        best = best_trials(load_study(out=row_dir(out, row)), top=1)
+        params = ", ".join(f"{k}={v}" for k, v in sorted(best[0].params.items())) if best else ""
+        return " ".join(shlex.quote(w) for w in words) + f"   # best: {run.name}, {params}"
     if row.preset:
         words += ["--preset", row.preset]
     if row.model:
         words += ["--model", row.model]
     for k, v in {**spec.overrides, **row.overrides}.items():
-        words += ["--set", f"{k}={json.dumps(v)}"]
+        words += ["--set", f"{k}={_set_value(v)}"]
     return " ".join(shlex.quote(w) for w in words)
+
+
+def _set_value(v) -> str:
+    """``--set`` text of a value: JSON, except strings that ``--set`` reads back unchanged."""
+    if isinstance(v, str):
+        try:
+            json.loads(v)
+        except json.JSONDecodeError:
+            if v.strip().lower() not in ("none", "true", "false"):
+                return v
+    return json.dumps(v)
 
 
 def row_summary(spec: StudySpec, row: StudyRow, run: Path, *, out) -> dict:

@@ -88,7 +88,8 @@ def plot_curves(results: list[dict], out) -> Path:
         key = next(k for k in records[0] if k.startswith("val_"))
         metric = key[4:]
         if len(records) == 1:
-            ax.hlines(records[0][key], 1, max(longest, 2), linestyles="--", label=r["name"],
+            ax.hlines(records[0][key], 1, max(longest, 2), linestyles="--",
+                      label=f"{r['name']} (closed form)",
                       colors=f"C{results.index(r) % 10}")
         else:
             ax.plot([x["epoch"] for x in records], [x[key] for x in records], label=r["name"],
