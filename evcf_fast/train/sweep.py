@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import math
 import os
 import shutil
 import socket
@@ -317,7 +316,8 @@ def run_sweep(spec: SweepSpec, *, data, out, storage: str | None = None,
               study_name: str = STUDY_NAME, n_trials: int | None = None,
               timeout: float | None = None, heartbeat: float = 60.0, progress: bool = False):
     """Run trials until the study holds ``n_trials`` complete or pruned ones (over every process
-    sharing it) or ``timeout`` seconds have passed in this process.
+    sharing it; processes that run trials at the same time may overshoot by their number minus
+    one), starting no new trial after ``timeout`` seconds in this process.
 
     Parameters
     ----------
@@ -377,7 +377,3 @@ def best_trials(study, *, top: int = 10) -> list:
 
     done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     return sorted(done, key=lambda t: -t.value)[:top]
-
-
-def is_finite(x) -> bool:
-    return x is not None and math.isfinite(x)
