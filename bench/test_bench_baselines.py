@@ -19,6 +19,12 @@ from evcf_fast.models import ModelConfig, build_model
 from evcf_fast.models.baselines import knn_neighbours
 
 pytestmark = pytest.mark.benchmark(group="baselines")
+ROUNDS = 3  # seconds per fit at full size: a few rounds, no warm-up (nothing to compile)
+
+
+def timed(benchmark, bench_quick, fn, *args, **kwargs):
+    return benchmark.pedantic(fn, args=args, kwargs=kwargs, rounds=1 if bench_quick else ROUNDS,
+                              iterations=1, warmup_rounds=0)
 
 
 @pytest.fixture(scope="module")
@@ -52,31 +58,31 @@ def knn_reference(x, k, shrink):
 
 
 @pytest.mark.parametrize("impl", ["ours-float64", "ours-float32", "numpy-inv-float64"])
-def test_fit_ease(benchmark, train, impl):
+def test_fit_ease(benchmark, bench_quick, train, impl):
     lam = 500.0
     ref = ease_reference(train, lam)
     benchmark.extra_info.update(n_users=train.shape[0], n_items=train.shape[1], impl=impl)
     if impl.startswith("numpy"):
         benchmark.extra_info.update(role="baseline")
-        out = benchmark(ease_reference, train, lam)
+        out = timed(benchmark, bench_quick, ease_reference, train, lam)
         np.testing.assert_allclose(out, ref)
         return
     dtype = impl.split("-")[1]
     cfg = ModelConfig(model="ease", n_items=train.shape[1], ease_lambda=lam, fit_dtype=dtype)
-    model = benchmark(lambda: build_model(cfg).fit(train))
+    model = timed(benchmark, bench_quick, lambda: build_model(cfg).fit(train))
     tol = 1e-6 if dtype == "float64" else 1e-4
     np.testing.assert_allclose(model.weight.numpy(), ref, atol=tol, rtol=tol)
 
 
 @pytest.mark.parametrize("impl", ["ours", "numpy-dense-float64"])
-def test_fit_itemknn(benchmark, train, impl):
+def test_fit_itemknn(benchmark, bench_quick, train, impl):
     k, shrink = 100, 10.0
     ref_index, ref_value = knn_reference(train, k, shrink)
     benchmark.extra_info.update(n_users=train.shape[0], n_items=train.shape[1], k=k, impl=impl)
     if impl.startswith("numpy"):
         benchmark.extra_info.update(role="baseline")
-        index, value = benchmark(knn_reference, train, k, shrink)
+        index, value = timed(benchmark, bench_quick, knn_reference, train, k, shrink)
     else:
-        index, value = benchmark(knn_neighbours, train, k=k, shrink=shrink)
+        index, value = timed(benchmark, bench_quick, knn_neighbours, train, k=k, shrink=shrink)
     np.testing.assert_array_equal(index, ref_index)
     np.testing.assert_allclose(value, ref_value, rtol=1e-12)
