@@ -24,7 +24,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install $(TORCH_INSTALL)
-	$(BIN)/python -m pip install -e ".[dev,conformance]"
+	$(BIN)/python -m pip install -e ".[dev,conformance,sweep]"
 	touch $(STAMP)
 
 demo: $(STAMP)

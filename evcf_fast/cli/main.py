@@ -30,10 +30,10 @@ import traceback
 from pathlib import Path
 
 from .. import __version__
-from . import bench, compare, data, evaluate, train
+from . import bench, compare, data, evaluate, study, sweep, train
 
 # Modules that add subcommands; each defines register(subparsers) and sets `func` on its parsers.
-COMMAND_MODULES = (data, evaluate, compare, train, bench)
+COMMAND_MODULES = (data, evaluate, compare, train, sweep, study, bench)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -38,8 +38,10 @@ def register(subparsers) -> None:
     t = subparsers.add_parser(
         "train", help="train a model on a prepared split and evaluate it on the test users",
         description="Train with EVCF's procedure (per-epoch validation NDCG@100, early stopping, "
-                    "best checkpoint evaluated on the test users). Flags override the preset; "
-                    "--set KEY=VALUE overrides any ModelConfig/TrainConfig field.")
+                    "best checkpoint evaluated on the test users); the closed-form baselines "
+                    "(popularity, itemknn, ease) are fitted once, validated and tested. Flags "
+                    "override the preset; --set KEY=VALUE overrides any ModelConfig/TrainConfig "
+                    "field (e.g. --set ease_lambda=500, --set neighbours=20).")
     g = t.add_argument_group("data and run")
     g.add_argument("--data", type=Path, help="prepared split directory (`evcf prepare`); "
                    "optional with --resume")
@@ -114,8 +116,8 @@ def _overrides(args) -> dict:
 
 
 def cmd_train(args) -> int:
-    from ..train.loop import fit
     from ..train.run_folder import resolve_configs
+    from ..train.zoo import fit
 
     data_dir, model_cfg, train_cfg = resolve_configs(
         args.out, data=args.data, preset=args.preset, overrides=_overrides(args),

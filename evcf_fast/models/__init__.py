@@ -21,6 +21,9 @@ from .config import MODEL_NAMES, ModelConfig
 # does not load torch until a model is really built
 _LAZY = {
     "BaseModel": "base",
+    "EASE": "baselines",
+    "ItemKNN": "baselines",
+    "Popularity": "baselines",
     "VampPriorModel": "base",
     "HVampVAE": "hvamp",
     "HVamp1VAE": "hvamp1",
@@ -32,8 +35,9 @@ _LAZY = {
     "build_model": "registry",
 }
 
-__all__ = ["BaseModel", "HVamp1VAE", "HVampVAE", "MODELS", "MODEL_NAMES", "ModelConfig",
-           "MultDAE", "MultVAE", "SparseRows", "VampPriorModel", "VampVAE", "build_model"]
+__all__ = ["EASE", "BaseModel", "HVamp1VAE", "HVampVAE", "ItemKNN", "MODELS", "MODEL_NAMES",
+           "ModelConfig", "MultDAE", "MultVAE", "Popularity", "SparseRows", "VampPriorModel",
+           "VampVAE", "build_model"]
 
 
 def __getattr__(name: str):

@@ -11,8 +11,11 @@ from dataclasses import dataclass
 from .._checks import check_bool, check_float, check_int, must_be
 from .._config import ConfigMixin
 
-MODEL_NAMES = ("multvae", "multdae", "vamp", "hvamp", "hvamp1")
+MODEL_NAMES = ("multvae", "multdae", "vamp", "hvamp", "hvamp1", "popularity", "itemknn", "ease")
 LIKELIHOODS = ("multinomial", "bernoulli")
+FIT_DTYPES = ("float32", "float64")
+# Baselines fitted in closed form (no gradient steps): evcf_fast.train.zoo fits them.
+CLOSED_FORM = ("popularity", "itemknn", "ease")
 KL_ESTIMATORS = ("mc", "analytic")
 INITS = ("he", "xavier")
 
@@ -34,10 +37,11 @@ class ModelConfig(ConfigMixin):
 
     Parameters
     ----------
-    model : {"multvae", "multdae", "vamp", "hvamp", "hvamp1"}
+    model : {"multvae", "multdae", "vamp", "hvamp", "hvamp1", "popularity", "itemknn", "ease"}
         Mult-VAE (authors' baseline / Liang et al.), Mult-DAE (Liang et al.), Vamp (one stochastic
         layer with a VampPrior), H+Vamp (z1/z2 hierarchy, ``num_layers >= 1``; the authors use 2)
-        and the one-hidden-layer H+Vamp variant.
+        and the one-hidden-layer H+Vamp variant; the closed-form baselines popularity, ItemKNN
+        and EASE (Steck, WWW 2019), which only read the fields below and ``n_items``.
     n_items : int
         Number of items D (input and output width).
     hidden_size : int
@@ -76,6 +80,14 @@ class ModelConfig(ConfigMixin):
     dae_l2 : float
         Mult-DAE weight penalty: ``dae_l2 * sum ||W||_F^2`` over weight matrices (not biases) is
         added to the loss (Liang et al.: 0.01 / batch_size). multdae only.
+    ease_lambda : float
+        EASE's L2 weight lambda, > 0 (Steck: 500 on ML-20M; tune it on the validation users).
+    neighbours : int
+        ItemKNN: similar items kept per item (top-k of each row of the similarity matrix).
+    shrink : float
+        ItemKNN: cosine shrinkage, sim(i, j) = c_ij / (sqrt(n_i n_j) + shrink), >= 0.
+    fit_dtype : {"float64", "float32"}
+        Precision of EASE's closed-form solve (its weights are stored and applied in float32).
     """
 
     model: str
@@ -96,11 +108,15 @@ class ModelConfig(ConfigMixin):
     normalize_pseudoinputs: bool = False
     pseudoinput_dropout: bool = True
     dae_l2: float = 0.0
+    ease_lambda: float = 500.0
+    neighbours: int = 100
+    shrink: float = 10.0
+    fit_dtype: str = "float64"
 
     def __post_init__(self):
         _check_known("model", self.model, MODEL_NAMES)
         for name in ("n_items", "hidden_size", "latent_size", "latent2_size", "num_layers",
-                     "n_components"):
+                     "n_components", "neighbours"):
             self._set(name, check_int(getattr(self, name), name, minimum=1))
         for name in ("gated", "normalize_pseudoinputs", "pseudoinput_dropout"):
             check_bool(getattr(self, name), name)
@@ -113,9 +129,12 @@ class ModelConfig(ConfigMixin):
         self._set("dropout", check_float(self.dropout, "dropout"))
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(must_be("dropout", "in [0, 1)", self.dropout))
-        for name in ("pseudoinputs_mean", "pseudoinputs_std", "dae_l2"):
+        for name in ("pseudoinputs_mean", "pseudoinputs_std", "dae_l2", "ease_lambda", "shrink"):
             self._set(name, check_float(getattr(self, name), name))
-        for name in ("pseudoinputs_std", "dae_l2"):
+        _check_known("fit_dtype", self.fit_dtype, FIT_DTYPES)
+        if not self.ease_lambda > 0:
+            raise ValueError(must_be("ease_lambda", "> 0", self.ease_lambda))
+        for name in ("pseudoinputs_std", "dae_l2", "shrink"):
             if getattr(self, name) < 0:
                 raise ValueError(must_be(name, ">= 0", getattr(self, name)))
         if self.dae_l2 != 0 and self.model != "multdae":
@@ -141,3 +160,8 @@ class ModelConfig(ConfigMixin):
     def is_vamp(self) -> bool:
         """Whether the model has a VampPrior (and hence pseudo-inputs)."""
         return self.model in VAMP_FAMILY
+
+    @property
+    def is_closed_form(self) -> bool:
+        """Whether the model is a baseline fitted in closed form (no optimiser, no epochs)."""
+        return self.model in CLOSED_FORM

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .base import BaseModel
+from .baselines import EASE, ItemKNN, Popularity
 from .config import MODEL_NAMES, ModelConfig
 from .hvamp import HVampVAE
 from .hvamp1 import HVamp1VAE
@@ -16,6 +17,9 @@ MODELS: dict[str, type[BaseModel]] = {
     "vamp": VampVAE,
     "hvamp": HVampVAE,
     "hvamp1": HVamp1VAE,
+    "popularity": Popularity,
+    "itemknn": ItemKNN,
+    "ease": EASE,
 }
 assert set(MODELS) == set(MODEL_NAMES)  # internal invariant: registry and config agree
 

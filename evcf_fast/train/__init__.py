@@ -8,7 +8,8 @@ lazily so that ``import evcf_fast.train`` stays cheap.
 Modules: ``loop`` (Trainer and fit), ``evaluation`` (scoring a held-out part), ``run_folder`` (the
 run directory, resume checks, configs from config.json), ``checkpoint`` (atomic .pt files, RNG
 states), ``batches`` (device-resident CSR), ``config``, ``optim``, ``schedules``, ``presets``,
-``inference`` (top-k from a trained run), ``plot``.
+``inference`` (top-k from a trained run), ``plot``, ``zoo`` (``fit`` for every model: the
+closed-form baselines' own short path, the loop for the rest).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import importlib
 from .config import TrainConfig
 
 _LAZY = {
-    "fit": "evcf_fast.train.loop",
+    "fit": "evcf_fast.train.zoo",
     "FitResult": "evcf_fast.train.loop",
     "Trainer": "evcf_fast.train.loop",
     "AdamNormGrad": "evcf_fast.train.optim",

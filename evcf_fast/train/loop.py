@@ -81,6 +81,9 @@ class Trainer:
         from ..models import build_model
 
         cfg = train_config
+        if model_config.is_closed_form:
+            raise ValueError(f"model {model_config.model!r} is fitted in closed form, not by this "
+                             f"loop; use evcf_fast.train.fit (evcf_fast.train.zoo)")
         if model_config.n_items != data.n_items:
             raise IncompatibleDatasetError(f"model has n_items={model_config.n_items} but the "
                                            f"dataset has {data.n_items} items")

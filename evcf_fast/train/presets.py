@@ -144,6 +144,7 @@ def resolve(*, n_items: int, preset: str | None = None, overrides: dict | None =
     base = get_preset(preset) if preset is not None else Preset(name="", description="")
     model_kwargs = {**base.model, **model_over, "n_items": int(n_items)}
     if "model" not in model_kwargs:
-        raise ValueError("no model given: pass --model (multvae|multdae|vamp|hvamp|hvamp1) or "
-                         "a --preset")
+        from ..models.config import MODEL_NAMES
+
+        raise ValueError(f"no model given: pass --model ({'|'.join(MODEL_NAMES)}) or a --preset")
     return ModelConfig(**model_kwargs), TrainConfig(**{**base.train, **train_over})
