@@ -289,7 +289,8 @@ def test_factorize_integer_ids_sorted(values):
     assert uniques[codes].tolist() == values
 
 
-@given(st.lists(st.text(st.characters(blacklist_characters="\x00"), min_size=1, max_size=4),
+@given(st.lists(st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
+                        min_size=1, max_size=4),
                 min_size=1, max_size=50))
 def test_factorize_string_ids_sort_like_python(values):
     # (NUL is excluded: NumPy unicode arrays drop trailing NULs; ids never contain one)
