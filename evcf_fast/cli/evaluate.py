@@ -136,26 +136,33 @@ def cmd_evaluate(args) -> int:
                           nan_policy="neg_inf" if args.nan_as_neg_inf else "raise",
                           batch_size=args.batch_size, n_threads=args.threads,
                           progress=not args.quiet)
+    what = {"topk": f"top-K lists {args.topk}", "scores": f"scores {args.scores}",
+            "run": f"run {args.run}, best checkpoint {_checkpoint(args.run)}"}[next(iter(source))]
+    print(f"{args.part} part of {split} ({heldout.shape[0]:,} users, {heldout.shape[1]:,} items; "
+          f"fold-in items excluded), {what}:")
     print(result.table())
     if args.json:
         summary = {**result.to_dict(), **source, "split": str(split), "part": args.part}
         with atomic_file(args.json) as tmp:
             tmp.write_text(json.dumps(summary, indent=2) + "\n")
+        print(f"wrote {args.json} (means, standard errors, counts)")
     if args.per_user:
-        _write_per_user(args.per_user, result, user_ids)
+        result.write_per_user(args.per_user, user_ids=user_ids)
+        print(f"wrote {args.per_user} (one row per user)")
     return 0
 
 
-def _write_per_user(path, result, user_ids) -> None:
-    import numpy as np
-    import polars as pl
+def _checkpoint(run) -> str:
+    """``RUN/best.pt (epoch E, validation M=V)`` as recorded in the run's test.json."""
+    from pathlib import Path
 
-    from .._io import atomic_file
-
-    columns = {"user": np.arange(result.n_users, dtype=np.int64)}
-    if user_ids is not None and len(user_ids) == result.n_users:
-        columns["user_id"] = np.asarray(user_ids)
-    columns["n_heldout"] = np.asarray(result.n_heldout)
-    columns.update({name: np.asarray(v) for name, v in result.per_user.items()})
-    with atomic_file(path) as tmp:
-        pl.DataFrame(columns).write_parquet(tmp)
+    path = Path(run) / "best.pt"
+    test = Path(run) / "test.json"
+    try:
+        info = json.loads(test.read_text())
+        metric = info.get("best_epoch_metric", "validation metric")
+        value = info.get("best_validation")
+        tail = f", {metric} {value:.5f}" if isinstance(value, float) else ""
+        return f"{path} (epoch {info['best_epoch']}{tail})"
+    except (OSError, ValueError, KeyError):
+        return str(path)
