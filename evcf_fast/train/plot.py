@@ -25,9 +25,8 @@ def run_label(run) -> str:
     try:
         cfg = json.loads((run / "config.json").read_text())
         model = cfg["model_config"]
-        parts.append(model["model"] + (" (gated)" if model.get("gated") else ""))
-        if cfg.get("data"):
-            parts.append(f"on {Path(cfg['data']).name}")
+        what = model["model"] + (" (gated)" if model.get("gated") else "")
+        parts.append(what + (f" on {Path(cfg['data']).name}" if cfg.get("data") else ""))
     except (OSError, ValueError, KeyError):
         pass
     try:
