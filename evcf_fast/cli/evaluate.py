@@ -68,6 +68,15 @@ def register(subparsers) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_evaluate)
 
+    w = subparsers.add_parser(
+        "warmup", help="compile every Numba kernel signature now; later runs load the cache",
+        description="Compile (or load from Numba's cache) the metric kernels for float32/float64 "
+                    "scores, in memory and memory-mapped, int32/int64 indices, and the split "
+                    "kernels, then print where the machine code is cached. Run it once after "
+                    "installing (or in an image build): the first `evcf evaluate` or `evcf "
+                    "prepare` then starts in well under a second instead of compiling.")
+    w.set_defaults(func=cmd_warmup)
+
 
 def _metric_args(values: list[str]) -> tuple[str, ...]:
     return tuple(m for v in values for m in v.split(",") if m.strip())
@@ -166,3 +175,23 @@ def _checkpoint(run) -> str:
         return f"{path} (epoch {info['best_epoch']}{tail})"
     except (OSError, ValueError, KeyError):
         return str(path)
+
+
+def cmd_warmup(args) -> int:
+    import time
+
+    from .._jit import cache_dir, cold
+    from ..data.split import warmup as warmup_split
+    from ..kernels import ranking
+    from ..metrics import warmup as warmup_metrics
+
+    compiled = cold(ranking.topk_metrics)
+    t0 = time.perf_counter()
+    warmup_metrics()
+    t1 = time.perf_counter()
+    warmup_split()
+    t2 = time.perf_counter()
+    verb = "compiled" if compiled else "loaded from the cache (already compiled)"
+    print(f"metric kernels {verb} in {t1 - t0:.1f} s, split kernels in {t2 - t1:.1f} s")
+    print(f"machine code cached in {cache_dir(ranking.topk_metrics)}")
+    return 0

@@ -28,8 +28,9 @@ from .inputs import (
 )
 from .spec import MetricSpec, _check_ks, _kernel_args, _tables
 
-# kernel(block, ex_ptr, ex_idx, start, stop, nan_rows) fills rows [start, stop) of its output
-_BlockKernel = Callable[[np.ndarray, np.ndarray, np.ndarray, int, int, np.ndarray], None]
+# args(block, ex_ptr, ex_idx, start, stop, nan_rows) -> the arguments of a kernel call that
+# fills rows [start, stop) of its output
+_BlockArgs = Callable[[np.ndarray, np.ndarray, np.ndarray, int, int, np.ndarray], tuple]
 
 
 def _exclude(exclude, blocks: _ScoreBlocks) -> _HostCSR:
@@ -37,21 +38,29 @@ def _exclude(exclude, blocks: _ScoreBlocks) -> _HostCSR:
             else _check_csr(exclude, name="exclude", shape=blocks.shape))
 
 
-def _run_blocks(blocks: _ScoreBlocks, ex: _HostCSR, kernel: _BlockKernel, *, nan_policy: str,
-                batch_size: int | None, n_threads: int | None, progress: bool) -> None:
-    """Call ``kernel`` on every row block of the scores, then raise on NaN rows if asked to."""
+def _run_blocks(blocks: _ScoreBlocks, ex: _HostCSR, kernel, args: _BlockArgs, *,
+                nan_policy: str, batch_size: int | None, n_threads: int | None,
+                progress: bool) -> None:
+    """Call ``kernel(*args(...))`` on every row block of the scores, then raise on NaN rows if
+    asked to. The kernel's machine code for these argument types is loaded (or compiled, with a
+    note on stderr) before the progress bar starts, so compile time is not in its rate."""
+    from .._jit import ensure_compiled
     from .._progress import progress as bar
 
     n_rows = blocks.shape[0]
     nan_rows = np.zeros(n_rows, np.uint8)
     step = batch_size or blocks.default_batch(progress)
+    if n_rows:
+        with blocks.block(0, 1) as block:
+            ensure_compiled(kernel, *args(block, *ex.rows(0, 1), 0, 1, nan_rows[0:1]))
+            del block
     with numba_threads(n_threads), bar(total=n_rows, desc="evaluate", unit="user",
                                        enabled=progress) as pbar:
         for start in range(0, n_rows, step):
             stop = min(start + step, n_rows)
             ex_ptr, ex_idx = ex.rows(start, stop)
             with blocks.block(start, stop) as block:
-                kernel(block, ex_ptr, ex_idx, start, stop, nan_rows[start:stop])
+                kernel(*args(block, ex_ptr, ex_idx, start, stop, nan_rows[start:stop]))
                 del block  # lets a file chunk be unmapped on exit
             pbar.update(stop - start)
     n_nan = int(nan_rows.sum())
@@ -77,13 +86,13 @@ def evaluate_numba(blocks: _ScoreBlocks, heldout, exclude, specs: tuple[MetricSp
     discount, idcg = _tables(int(ks.max()))
     out = np.empty((n_rows, len(specs)), np.float64)
 
-    def kernel(block, ex_ptr, ex_idx, start, stop, nan_rows):
+    def args(block, ex_ptr, ex_idx, start, stop, nan_rows):
         ho_ptr, ho_idx = ho.rows(start, stop)
-        ranking.topk_metrics(block, ex_ptr, ex_idx, ho_ptr, ho_idx, ks, codes, recall_mode,
-                             discount, idcg, out[start:stop], nan_rows)
+        return (block, ex_ptr, ex_idx, ho_ptr, ho_idx, ks, codes, recall_mode, discount, idcg,
+                out[start:stop], nan_rows)
 
-    _run_blocks(blocks, ex, kernel, nan_policy=nan_policy, batch_size=batch_size,
-                n_threads=n_threads, progress=progress)
+    _run_blocks(blocks, ex, ranking.topk_metrics, args, nan_policy=nan_policy,
+                batch_size=batch_size, n_threads=n_threads, progress=progress)
     per_user = {str(s): np.ascontiguousarray(out[:, q]) for q, s in enumerate(specs)}
     return per_user, ho.counts()
 
@@ -96,11 +105,11 @@ def topk_numba(blocks: _ScoreBlocks, exclude, *, k: int, nan_policy: str,
     ex = _exclude(exclude, blocks)
     out = np.empty((blocks.shape[0], k), np.int64)
 
-    def kernel(block, ex_ptr, ex_idx, start, stop, nan_rows):
-        ranking.masked_topk(block, ex_ptr, ex_idx, k, out[start:stop], nan_rows)
+    def args(block, ex_ptr, ex_idx, start, stop, nan_rows):
+        return block, ex_ptr, ex_idx, k, out[start:stop], nan_rows
 
-    _run_blocks(blocks, ex, kernel, nan_policy=nan_policy, batch_size=batch_size,
-                n_threads=n_threads, progress=False)
+    _run_blocks(blocks, ex, ranking.masked_topk, args, nan_policy=nan_policy,
+                batch_size=batch_size, n_threads=n_threads, progress=False)
     return out
 
 
@@ -108,12 +117,15 @@ def evaluate_topk_numba(top: np.ndarray, ho: _HostCSR, ex: _HostCSR,
                         specs: tuple[MetricSpec, ...], *, recall_mode: int,
                         n_threads: int | None) -> dict[str, np.ndarray]:
     """Per-user metric arrays of validated top-K lists: the engine of ``evaluate_topk``."""
+    from .._jit import ensure_compiled
     from ..kernels import ranking
 
     ks, codes = _kernel_args(specs)
     discount, idcg = _tables(int(ks.max()))
     out = np.empty((top.shape[0], len(specs)), np.float64)
+    args = (top, ex.indptr, ex.indices, ho.indptr, ho.indices, ks, codes, recall_mode, discount,
+            idcg, out)
+    ensure_compiled(ranking.topk_metrics_from_topk, *args)
     with numba_threads(n_threads):
-        ranking.topk_metrics_from_topk(top, ex.indptr, ex.indices, ho.indptr, ho.indices, ks,
-                                       codes, recall_mode, discount, idcg, out)
+        ranking.topk_metrics_from_topk(*args)
     return {str(s): np.ascontiguousarray(out[:, q]) for q, s in enumerate(specs)}
