@@ -145,8 +145,9 @@ def cmd_evaluate(args) -> int:
                           nan_policy="neg_inf" if args.nan_as_neg_inf else "raise",
                           batch_size=args.batch_size, n_threads=args.threads,
                           progress=not args.quiet)
-    what = {"topk": f"top-K lists {args.topk}", "scores": f"scores {args.scores}",
-            "run": f"run {args.run}, best checkpoint {_checkpoint(args.run)}"}[next(iter(source))]
+    what = (f"run {args.run}, best checkpoint {_checkpoint(args.run)}" if args.run is not None
+            else f"top-K lists {args.topk}" if args.topk is not None
+            else f"scores {args.scores}")
     print(f"{args.part} part of {split} ({heldout.shape[0]:,} users, {heldout.shape[1]:,} items; "
           f"fold-in items excluded), {what}:")
     print(result.table())
