@@ -45,7 +45,7 @@ test: $(STAMP)
 # The tests against the lower bounds of pyproject.toml (.ci/min-constraints.txt pins them; torch
 # is the build TORCH_INSTALL picks, the oldest this machine can get). A separate venv.
 test-min: $(MIN_VENV)/.evcf-installed
-	$(MIN_VENV)/bin/python -m pytest -q -p no:cacheprovider
+	NUMBA_CACHE_DIR=$(MIN_VENV)/numba-cache $(MIN_VENV)/bin/python -m pytest -q -p no:cacheprovider
 
 $(MIN_VENV)/.evcf-installed: pyproject.toml Makefile $(MIN_CONSTRAINTS)
 	$(PYTHON) -m venv $(MIN_VENV)
