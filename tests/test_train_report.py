@@ -314,3 +314,10 @@ def test_every_help_shows_defaults():
     assert checked >= 15
     epochs = next(p for p in _parsers(build_parser()) if p.prog == "evcf train")
     assert "else 400" in epochs.format_help().replace("\n", " ")
+
+
+def test_messages_speak_the_cli_language(run_dir, data_dir, capsys):
+    assert main(["train", "--data", str(data_dir), "--model", "multvae", "--out", str(run_dir),
+                 *SMALL]) == 2
+    err = capsys.readouterr().err
+    assert "add --resume to continue it" in err and "resume=True (--resume)" not in err

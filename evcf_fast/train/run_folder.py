@@ -162,11 +162,11 @@ def open_run(run_dir: Path | None, data, *, model_config, train_config: TrainCon
     if not resume:
         if run_dir is not None and (run_dir / ckpt.LAST).exists():
             raise FileExistsError(f"run directory {str(run_dir)!r} already holds a checkpoint; "
-                                  f"pass resume=True (--resume) to continue it or choose another "
-                                  f"--out")
+                                  f"add --resume to continue it (resume=True in fit) or choose "
+                                  f"another --out")
         return None
     if run_dir is None:
-        raise ValueError("resume=True needs the run directory (out / --out)")
+        raise ValueError("--resume needs the run directory --out (fit: resume=True needs out)")
     last_path = run_dir / ckpt.LAST
     if not last_path.exists():
         raise FileNotFoundError(f"--resume: no checkpoint {str(last_path)!r} to continue; "
