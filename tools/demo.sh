@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make demo`: the main job end to end on a built-in synthetic dataset, no downloads, about a
-# minute on a laptop CPU: data -> strong-generalization split -> two VAEs -> test metrics.
+# minute or two of CPU time: data -> strong-generalization split -> two VAEs -> test metrics.
 set -euo pipefail
 out=${DEMO_OUT:-demo_out}
 py=${PYTHON:-python}
