@@ -77,3 +77,18 @@ def test_warmup_command_says_where_the_cache_is(capsys):
     out = capsys.readouterr().out
     assert "metric kernels" in out and "split kernels" in out
     assert "machine code cached in " in out
+
+
+def test_no_progress_bar_when_stderr_is_not_a_terminal(tmp_path):
+    """Under nohup/pipes a bar would be one line of carriage returns: evaluate stays silent."""
+    code = textwrap.dedent("""
+        import numpy as np, scipy.sparse as sp
+        from evcf_fast.metrics import evaluate
+        s = np.random.default_rng(0).standard_normal((50, 40)).astype(np.float32)
+        h = sp.random(50, 40, density=0.1, format="csr", random_state=0, dtype=np.float32)
+        h.sort_indices()
+        evaluate(s, h, metrics=("ndcg@10",), progress=True, batch_size=5)
+    """)
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert "\r" not in res.stderr and "user/s" not in res.stderr
