@@ -4,27 +4,35 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.evcf-installed
 
-# A CUDA build of torch where an NVIDIA GPU answers, the CPU wheel otherwise. Where a local
-# wheel directory already provides torch (PIP_FIND_LINKS) pip takes it from there; elsewhere the
-# CPU wheel comes from PyTorch's CPU index so that a GPU-less box does not download CUDA.
-HAVE_GPU   := $(shell nvidia-smi >/dev/null 2>&1 && echo 1)
-LOCAL_TORCH := $(shell ls $${PIP_FIND_LINKS:-/opt/wheels}/torch-*.whl 2>/dev/null | head -n 1)
+# PyTorch (the `train` extra): a CUDA build where an NVIDIA GPU answers, the CPU wheel otherwise.
+# Where a local wheel directory (PIP_FIND_LINKS, default /opt/wheels) holds a torch wheel, its
+# version is taken from the wheel's file name; elsewhere the CPU wheel comes from PyTorch's CPU
+# index so that a GPU-less box does not download CUDA (6 GB).
+HAVE_GPU    := $(shell nvidia-smi >/dev/null 2>&1 && echo 1)
+LOCAL_TORCH := $(shell ls $${PIP_FIND_LINKS:-/opt/wheels}/torch-*.whl 2>/dev/null | sort -V | tail -n 1)
+# torch-2.13.0+cpu-cp311-...whl -> 2.13.0+cpu
+LOCAL_TORCH_VERSION := $(word 2,$(subst -, ,$(notdir $(LOCAL_TORCH))))
 ifeq ($(HAVE_GPU),1)
 TORCH_INSTALL ?= "torch>=2.4"
-else ifneq ($(LOCAL_TORCH),)
-TORCH_INSTALL ?= "torch==2.13.0"
+else ifneq ($(LOCAL_TORCH_VERSION),)
+TORCH_INSTALL ?= "torch==$(LOCAL_TORCH_VERSION)"
 else
 TORCH_INSTALL ?= "torch>=2.4" --index-url https://download.pytorch.org/whl/cpu
 endif
 
-.PHONY: install demo test test-fast bench bench-quick bench-compare bench-report lint clean
+# `make test-min`: the suite against the oldest versions pyproject.toml allows
+MIN_VENV := .venv-min
+MIN_CONSTRAINTS := .ci/min-constraints.txt
+
+.PHONY: install demo test test-min test-fast bench bench-quick bench-compare bench-report lint clean
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+# everything: the package with its train (torch), tensorboard and dev extras
+$(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install $(TORCH_INSTALL)
-	$(BIN)/python -m pip install -e ".[dev,conformance,sweep]"
+	$(BIN)/python -m pip install -e ".[train,tensorboard,dev,conformance,sweep]"
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -33,6 +41,17 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 	$(MAKE) bench-quick
+
+# The tests against the lower bounds of pyproject.toml (.ci/min-constraints.txt pins them; torch
+# is the build TORCH_INSTALL picks, the oldest this machine can get). A separate venv.
+test-min: $(MIN_VENV)/.evcf-installed
+	NUMBA_CACHE_DIR=$(MIN_VENV)/numba-cache $(MIN_VENV)/bin/python -m pytest -q -p no:cacheprovider
+
+$(MIN_VENV)/.evcf-installed: pyproject.toml Makefile $(MIN_CONSTRAINTS)
+	$(PYTHON) -m venv $(MIN_VENV)
+	$(MIN_VENV)/bin/python -m pip install $(TORCH_INSTALL)
+	$(MIN_VENV)/bin/python -m pip install -c $(MIN_CONSTRAINTS) -e ".[train,dev]"
+	touch $@
 
 # Every benchmark once, with its assertions, no timing claims: keeps bench/ from rotting.
 bench-quick: $(STAMP)
@@ -57,4 +76,4 @@ lint: $(STAMP)
 	$(BIN)/ruff check evcf_fast kernels tests bench tools
 
 clean:
-	rm -rf $(VENV) demo_out bench_out .pytest_cache *.egg-info
+	rm -rf $(VENV) $(MIN_VENV) demo_out bench_out .pytest_cache *.egg-info

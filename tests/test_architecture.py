@@ -21,7 +21,7 @@ KERNELS = ROOT / "kernels"
 # bottom (0) to top; a module may import its own layer or any layer below it, never above
 LAYERS = {
     "kernels": 0,
-    "_checks": 1, "_config": 1, "_io": 1, "_progress": 1, "errors": 1,
+    "_checks": 1, "_config": 1, "_io": 1, "_jit": 1, "_progress": 1, "errors": 1,
     "models": 2,
     "data": 3, "metrics": 3, "benchtools": 3, "compare": 3,
     "train": 4,

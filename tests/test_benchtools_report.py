@@ -93,3 +93,25 @@ def test_parameter_that_separates_baselines_does_not_have_to_agree():
     pairs = {(o.name, b.name) for o, b in report.baseline_pairs(run)}
     assert pairs == {("test_step[sparse-multvae]", "test_step[dense-multvae]"),
                      ("test_step[sparse-hvamp]", "test_step[dense-hvamp]")}
+
+
+def test_floor_is_a_reference_not_a_competitor(tmp_path):
+    from evcf_fast.benchtools._synthetic import synthetic_benchmark, synthetic_run
+
+    entries = [
+        synthetic_benchmark("bench/m.py::test_ours", [0.04, 0.04, 0.04], group="metrics"),
+        synthetic_benchmark("bench/m.py::test_memcopy", [0.06, 0.06, 0.06], group="metrics",
+                            extra_info={"role": "baseline", "baseline_for": "test_ours",
+                                        "reference": "memory-copy floor"}),
+        synthetic_benchmark("bench/m.py::test_numpy_ref", [0.4, 0.4, 0.4], group="metrics"),
+    ]
+    run = results.parse_run(synthetic_run(entries), path="0001_x.json")
+    pairs = report.baseline_pairs(run)
+    assert {b.name for _, b in pairs} == {"test_memcopy", "test_numpy_ref"}
+    assert [report.is_floor(b) for _, b in pairs if b.name == "test_memcopy"] == [True]
+    files = report.write_report([run], tmp_path / "rep")
+    md = files.markdown.read_text()
+    # ours 40 ms against the 60 ms copy: 0.67x its time, stated as a reference, not a speed-up
+    assert "0.67x the time of test_memcopy (memory-copy floor, a reference)" in md
+    assert "10.00x vs test_numpy_ref" in md and "vs test_memcopy" not in md
+    assert files.speedup_png.read_bytes()[:8] == PNG_MAGIC

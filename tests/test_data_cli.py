@@ -23,13 +23,18 @@ def raw(tmp_path_factory):
     return path
 
 
-def test_synth_prepare_info_export(tmp_path, raw, capsys):
+def test_synth_prepare_info_export(tmp_path, raw, capsys, monkeypatch):
+    import evcf_fast._progress
+
     out = tmp_path / "small"
+    # a terminal: the progress bar goes to stderr (captured stderr is not one: no bar there)
+    monkeypatch.setattr(evcf_fast._progress, "bars_visible", lambda: True)
     assert main(["prepare", str(raw), "--out", str(out), "--n-heldout", "300"]) == 0
     printed = capsys.readouterr()
     assert f"wrote {out}: users train 3,400, validation 300, test 300; 1,500 items" in \
         printed.out
-    assert "prepare" in printed.err  # the progress bar goes to stderr
+    assert "prepare" in printed.err
+    monkeypatch.undo()
 
     assert main(["info", str(out)]) == 0
     summary = capsys.readouterr().out

@@ -131,12 +131,24 @@ def _short(b: BenchmarkResult) -> str:
     return b.name
 
 
+def is_floor(b: BenchmarkResult) -> bool:
+    """A reference bound, not a competitor: a baseline with ``extra_info["reference"]`` set
+    (e.g. ``"floor"`` for the memory copy of the scores). The report shows it in grey, labelled
+    as a reference, whichever side of 1 it falls."""
+    return bool(b.extra_info.get("reference"))
+
+
 def _markdown(runs: list[BenchmarkRun], factors: list[float | None],
               pairs: list[tuple[BenchmarkResult, BenchmarkResult]]) -> str:
     latest = runs[-1]
     speedups: dict[str, list[str]] = defaultdict(list)
     for ours, base in pairs:
-        speedups[ours.fullname].append(f"{base.median / ours.median:.2f}x vs {base.name}")
+        if is_floor(base):
+            speedups[ours.fullname].append(
+                f"{ours.median / base.median:.2f}x the time of {base.name} "
+                f"({base.extra_info['reference']}, a reference)")
+        else:
+            speedups[ours.fullname].append(f"{base.median / ours.median:.2f}x vs {base.name}")
     meta = latest.metadata
     versions = meta.get("versions") or {}
     threads = meta.get("threads") or {}
@@ -150,7 +162,8 @@ def _markdown(runs: list[BenchmarkRun], factors: list[float | None],
         shown = {k: v for k, v in threads.items() if k != "env"}
         lines.append("Threads: " + ", ".join(f"{k}={v}" for k, v in shown.items()) + ".")
     lines += ["", "Speed-up = baseline median / our median, both timed in this run "
-              "(> 1: ours is faster).", "",
+              "(> 1: ours is faster). A reference (e.g. the memory-copy floor) is not a "
+              "competitor: it is shown as our time relative to it.", "",
               "| group | benchmark | role | median | IQR | rounds | speed-up vs in-run baseline |",
               "|---|---|---|---:|---:|---:|---|"]
     for b in latest.benchmarks.values():
@@ -219,14 +232,22 @@ def _plot_speedup(run: BenchmarkRun, pairs, path: Path) -> None:
     import matplotlib.pyplot as plt
     import matplotlib.ticker
 
-    labels = [f"{o.group}: {o.name} vs {b.name}" for o, b in pairs]
+    labels = [f"{o.group}: {o.name} vs {b.name}"
+              + (f" ({b.extra_info['reference']}: reference)" if is_floor(b) else "")
+              for o, b in pairs]
     width = 6.0 + 0.065 * max((len(x) for x in labels), default=0)  # long labels keep the bars
     fig, ax = plt.subplots(figsize=(width, 1.4 + 0.42 * max(1, len(pairs))))
     if pairs:
         speed = np.array([b.median / o.median for o, b in pairs])
         y = np.arange(len(pairs))[::-1]
-        colors = ["tab:green" if s >= 1 else "tab:red" for s in speed]
-        ax.barh(y, speed, color=colors)
+        floors = [is_floor(b) for _, b in pairs]
+        colors = ["0.75" if f else "tab:green" if s >= 1 else "tab:red"
+                  for s, f in zip(speed, floors)]
+        bars = ax.barh(y, speed, color=colors)
+        for bar, floor in zip(bars, floors):
+            if floor:
+                bar.set_hatch("//")
+                bar.set_edgecolor("0.45")
         ax.set_yticks(y, labels, fontsize=8)
         ax.set_xscale("log")
         ax.axvline(1.0, color="black", lw=0.8)
@@ -238,7 +259,8 @@ def _plot_speedup(run: BenchmarkRun, pairs, path: Path) -> None:
         ticks = [float(t) for t in grid if lo <= t <= hi]
         ax.set_xticks(ticks, [f"{t:g}x" for t in ticks])
         ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
-        ax.set_xlabel("speed-up = baseline median / our median (log scale)")
+        ax.set_xlabel("speed-up = baseline median / our median (log scale)\ngrey hatched: a "
+                      "reference bound, not a competitor")
     else:
         ax.text(0.5, 0.5, "no (ours, baseline) pairs in this run; mark baselines with\n"
                 "benchmark.extra_info['role'] = 'baseline'", ha="center", va="center")

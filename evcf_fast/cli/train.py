@@ -6,9 +6,14 @@ Examples::
     evcf train --data data/small --model multvae --epochs 20 --batch-size 500 --out runs/mv
     evcf train --out runs/hvamp --resume                 # continue a killed run exactly
     evcf train --data data/small --preset multvae-liang --set anneal_cap=0.3 --out runs/mv2
+    evcf train --config runs/mv2/config.json --seed 1 --out runs/mv3   # vary a run
+    evcf train --data data/small --preset evcf-baseline --out runs/b --dry-run
+    evcf presets                                         # one line per preset
+    evcf presets evcf-hvamp-gated                        # every field of one preset
     evcf recommend --run runs/hvamp --user 1234 987 --k 10
     evcf recommend --run runs/hvamp --items 1,32,589
     evcf plot runs/hvamp                                 # -> runs/hvamp/curves.png
+    evcf plot runs/mv runs/hvamp --out both.png          # several runs overlaid
 
 Heavy libraries are imported inside the command functions so ``evcf --help`` stays instant.
 """
@@ -28,9 +33,13 @@ def _default(field: str) -> str:
 
 
 def _preset_help() -> str:
-    from ..train.presets import PRESETS
+    return "one of " + ", ".join(_preset_names()) + "; `evcf presets` describes them"
 
-    return "; ".join(f"{p.name}: {p.description}" for p in PRESETS.values())
+
+def _preset_names() -> list[str]:
+    from ..train.presets import preset_names
+
+    return preset_names()
 
 
 def register(subparsers) -> None:
@@ -39,20 +48,31 @@ def register(subparsers) -> None:
         "train", help="train a model on a prepared split and evaluate it on the test users",
         description="Train with EVCF's procedure (per-epoch validation NDCG@100, early stopping, "
                     "best checkpoint evaluated on the test users); the closed-form baselines "
-                    "(popularity, itemknn, ease) are fitted once, validated and tested. Flags "
-                    "override the preset; --set KEY=VALUE overrides any ModelConfig/TrainConfig "
-                    "field (e.g. --set ease_lambda=500, --set neighbours=20).")
+                    "(popularity, itemknn, ease) are fitted once, validated and tested. Settings "
+                    "come from the preset (`evcf presets`), else the defaults shown below; "
+                    "--config FILE replaces them, flags and --set KEY=VALUE (any ModelConfig/"
+                    "TrainConfig field, e.g. --set ease_lambda=500) override the file; a field "
+                    "given twice on the command line with different values is an error. The "
+                    "resolved configuration is printed at start (--dry-run: only that).")
     g = t.add_argument_group("data and run")
     g.add_argument("--data", type=Path, help="prepared split directory (`evcf prepare`); "
-                   "optional with --resume")
+                   "optional with --resume or a --config that names one")
     g.add_argument("--out", type=Path, required=True, help="run directory")
+    g.add_argument("--config", type=Path, metavar="FILE",
+                   help="settings from a TOML or JSON file (a run's config.json reproduces "
+                        "that run); flags and --set override it")
     g.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its last checkpoint, exactly")
-    g.add_argument("--quiet", action="store_true", help="no progress bars or epoch lines")
+    g.add_argument("--dry-run", action="store_true",
+                   help="print the resolved configuration, model, data and checks, then exit "
+                        "without training or writing")
+    g.add_argument("--quiet", action="store_true",
+                   help="no progress bars and no start summary (one line per epoch stays)")
     g = t.add_argument_group("model")
-    g.add_argument("--preset", help=f"named recipe ({_preset_help()})")
+    g.add_argument("--preset", metavar="NAME",
+                   help=f"named recipe ({_preset_help()})")
     g.add_argument("--model", choices=MODEL_NAMES,
-                   help="model family (default: the preset's, else multvae)")
+                   help="model family (default: the preset's; required without a preset)")
     g.add_argument("--gated", action="store_true", default=None, help="GLU hidden layers")
     g = t.add_argument_group("training")
     g.add_argument("--epochs", type=int, help=f"maximum epochs {_default('epochs')}")
@@ -86,46 +106,112 @@ def register(subparsers) -> None:
     r.add_argument("--json", action="store_true", help="print JSON instead of a table")
     r.set_defaults(func=cmd_recommend)
 
-    p = subparsers.add_parser("plot", help="training curves of a run as a PNG")
-    p.add_argument("run", type=Path, help="run directory")
-    p.add_argument("--out", type=Path, help="PNG path (default RUN/curves.png)")
+    p = subparsers.add_parser(
+        "plot", help="training curves of one or more runs as a PNG",
+        description="Panels for the NLL, the KL term (its own scale), beta and the validation "
+                    "metric per epoch; several runs are overlaid (one colour each) and the "
+                    "title names model, dataset and test NDCG@100.")
+    p.add_argument("runs", type=Path, nargs="+", metavar="RUN", help="run directories")
+    p.add_argument("--out", type=Path,
+                   help="PNG path (default: RUN/curves.png for one run; required for several)")
     p.set_defaults(func=cmd_plot)
 
+    s = subparsers.add_parser(
+        "presets", help="list the training presets, or print one in full",
+        description="Without NAME: one line per preset. With NAME: every ModelConfig and "
+                    "TrainConfig field the preset sets, then the defaults it leaves alone.")
+    s.add_argument("name", nargs="?", metavar="NAME", help="a preset to print in full")
+    s.set_defaults(func=cmd_presets)
 
-def parse_set(items: list[str]) -> dict:
-    """``["k=v", ...]`` -> dict; values parse as JSON (numbers, true/false/null, lists)."""
-    out = {}
+
+def _parse_value(raw: str):
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        return {"none": None, "true": True, "false": False}.get(raw.strip().lower(), raw)
+
+
+def _set_sources(items: list[str]) -> list[tuple[str, dict]]:
+    """One ``("--set KEY=VALUE", {key: value})`` source per --set item."""
+    sources = []
     for item in items:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
             raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
-        try:
-            value = json.loads(raw)
-        except json.JSONDecodeError:
-            value = {"none": None, "true": True, "false": False}.get(raw.strip().lower(), raw)
-        out[key.strip().replace("-", "_")] = value
-    return out
+        sources.append((f"--set {item}", {key.strip().replace("-", "_"): _parse_value(raw)}))
+    return sources
 
 
-def _overrides(args) -> dict:
-    flags = {"model": args.model, "gated": args.gated, "epochs": args.epochs,
-             "batch_size": args.batch_size, "lr": args.lr, "optimizer": args.optimizer,
-             "max_beta": args.max_beta, "seed": args.seed, "device": args.device,
-             "bf16": args.bf16, "tf32": args.tf32}
-    return {**parse_set(args.overrides), **{k: v for k, v in flags.items() if v is not None}}
+def parse_set(items: list[str]) -> dict:
+    """``["k=v", ...]`` -> dict; values parse as JSON (numbers, true/false/null, lists).
+
+    A key given twice with different values is an error naming both.
+    """
+    from ..train.config_file import merge_sources
+
+    return merge_sources(*_set_sources(items))
+
+
+# flag -> config field of the `train` flags that override a field
+_FLAGS = {"--model": "model", "--gated": "gated", "--epochs": "epochs",
+          "--batch-size": "batch_size", "--lr": "lr", "--optimizer": "optimizer",
+          "--max-beta": "max_beta", "--seed": "seed", "--device": "device", "--bf16": "bf16",
+          "--tf32": "tf32"}
+
+
+def _overrides(args) -> tuple[dict, str | None, Path | None]:
+    """(field overrides, preset, data dir) from --config, --set and the flags.
+
+    The command line (--set and flags) overrides the file; within the command line a field
+    given twice with different values is an error naming both.
+    """
+    from ..train.config_file import layer, merge_sources, read_config_file
+
+    flags = []
+    for flag, field in _FLAGS.items():
+        value = getattr(args, field)
+        if value is not None:
+            shown = flag if isinstance(value, bool) else f"{flag} {value}"
+            flags.append((shown, {field: value}))
+    command_line = merge_sources(*_set_sources(args.overrides), *flags)
+    preset, data = args.preset, args.data
+    if args.config is None:
+        return command_line, preset, data
+    from_file = read_config_file(args.config)
+    file_preset = from_file.pop("preset", None)
+    file_data = from_file.pop("data", None)
+    if preset is not None and file_preset is not None and preset != file_preset:
+        raise ValueError(f"preset is set twice: {file_preset!r} by --config {args.config} and "
+                         f"{preset!r} by --preset; give it once")
+    return (layer(from_file, command_line), preset or file_preset,
+            data if data is not None else (Path(file_data) if file_data else None))
 
 
 def cmd_train(args) -> int:
+    overrides, preset, data = _overrides(args)
+    if args.dry_run:
+        from ..train.report import dry_run
+
+        print(dry_run(args.out, data=data, preset=preset, overrides=overrides,
+                      resume=args.resume))
+        return 0
     from ..train.run_folder import resolve_configs
     from ..train.zoo import fit
 
     data_dir, model_cfg, train_cfg = resolve_configs(
-        args.out, data=args.data, preset=args.preset, overrides=_overrides(args),
-        resume=args.resume)
+        args.out, data=data, preset=preset, overrides=overrides, resume=args.resume)
     result = fit(data_dir, model_config=model_cfg, train_config=train_cfg, out=args.out,
-                 resume=args.resume, progress=not args.quiet)
+                 resume=args.resume, progress=not args.quiet, epoch_lines=True)
     print(result.summary())
-    print(f"run directory: {args.out}")
+    print(f"run directory: {args.out} (next: evcf plot {args.out}; evcf recommend --run "
+          f"{args.out} --user ID; evcf evaluate --run {args.out})")
+    return 0
+
+
+def cmd_presets(args) -> int:
+    from ..train.presets import describe_preset, list_presets
+
+    print(list_presets() if args.name is None else describe_preset(args.name))
     return 0
 
 
@@ -187,7 +273,7 @@ def cmd_recommend(args) -> int:
 
 
 def cmd_plot(args) -> int:
-    from ..train.plot import plot_run
+    from ..train.plot import plot_runs
 
-    print(plot_run(args.run, out=args.out))
+    print(plot_runs(args.runs, out=args.out))
     return 0

@@ -91,6 +91,9 @@ def strong_generalization_split(interactions: pl.DataFrame, *, n_heldout: int,
     config = SplitConfig(n_heldout=n_heldout, min_rating=min_rating,
                          min_user_count=min_user_count, seed=seed,
                          heldout_fraction=heldout_fraction, exact=exact)
+    from .._jit import note_if_cold
+
+    note_if_cold(K.group_items, K.legacy_heldout_draw if exact else K.split_segments)
     for col in ("user", "item"):
         if col not in interactions.columns:
             raise ValueError(f"interactions must have columns user and item, got "
@@ -277,3 +280,13 @@ def factorize(s: pl.Series, *, sort: bool) -> tuple[np.ndarray, np.ndarray]:
                                                maintain_order="left")["code"])
         return codes.to_numpy(), uniques.to_numpy().astype(str)
     raise TypeError(f"column {s.name} must hold integer or string ids, got {dtype}")
+
+
+def warmup() -> None:
+    """Compile (or load from Numba's cache) the split kernels, exact and fast, on a tiny table."""
+    users = np.repeat(np.arange(30, dtype=np.int64), 6)
+    items = (np.arange(users.size, dtype=np.int64) * 7) % 40
+    table = pl.DataFrame({"user": users, "item": items,
+                          "rating": np.full(users.size, 5.0, np.float64)})
+    for exact in (True, False):
+        strong_generalization_split(table, n_heldout=5, exact=exact)

@@ -298,16 +298,20 @@ def warmup() -> None:
     Call it once where compilation time is cheap (an image build, a job's setup): with
     ``cache=True`` the machine code is written next to the package (or to Numba's user cache),
     so later processes load it instead of compiling. Covers float32 and float64 scores, in
-    memory and read-only (memory-mapped files), with int32 or int64 CSR indices.
+    memory and read-only (memory-mapped files), with int32 or int64 CSR indices, and the
+    read-only (memory-mapped) int32 CSR arrays of a dataset loaded with ``SplitDataset.load``.
+    Calls compile only the signatures they need; this compiles all of them (``evcf warmup``).
     """
     import scipy.sparse as sp
 
     for dtype in (np.float32, np.float64):
-        for index_dtype in (np.int32, np.int64):
+        for index_dtype, read_only in ((np.int32, False), (np.int64, False), (np.int32, True)):
             held = sp.csr_matrix((np.ones(2), np.array([0, 1]), np.array([0, 1, 2])),
                                  shape=(2, 3))
             held.indices = held.indices.astype(index_dtype)
             held.indptr = held.indptr.astype(np.int64)
+            if read_only:
+                held.indices, held.indptr = _read_only(held.indices), _read_only(held.indptr)
             scores = np.zeros((2, 3), dtype)
             for s in (scores, _read_only(scores)):
                 evaluate(s, held, exclude=held, metrics=("ndcg@1",))

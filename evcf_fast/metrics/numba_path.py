@@ -29,8 +29,9 @@ from .inputs import (
 )
 from .spec import MetricSpec, _accuracy, _check_ks, _kernel_args, _tables
 
-# kernel(block, ex_ptr, ex_idx, start, stop, nan_rows) fills rows [start, stop) of its output
-_BlockKernel = Callable[[np.ndarray, np.ndarray, np.ndarray, int, int, np.ndarray], None]
+# args(block, ex_ptr, ex_idx, start, stop, nan_rows) -> the arguments of a kernel call that
+# fills rows [start, stop) of its output
+_BlockArgs = Callable[[np.ndarray, np.ndarray, np.ndarray, int, int, np.ndarray], tuple]
 
 
 def _exclude(exclude, blocks: _ScoreBlocks) -> _HostCSR:
@@ -38,21 +39,29 @@ def _exclude(exclude, blocks: _ScoreBlocks) -> _HostCSR:
             else _check_csr(exclude, name="exclude", shape=blocks.shape))
 
 
-def _run_blocks(blocks: _ScoreBlocks, ex: _HostCSR, kernel: _BlockKernel, *, nan_policy: str,
-                batch_size: int | None, n_threads: int | None, progress: bool) -> None:
-    """Call ``kernel`` on every row block of the scores, then raise on NaN rows if asked to."""
+def _run_blocks(blocks: _ScoreBlocks, ex: _HostCSR, kernel, args: _BlockArgs, *,
+                nan_policy: str, batch_size: int | None, n_threads: int | None,
+                progress: bool) -> None:
+    """Call ``kernel(*args(...))`` on every row block of the scores, then raise on NaN rows if
+    asked to. The kernel's machine code for these argument types is loaded (or compiled, with a
+    note on stderr) before the progress bar starts, so compile time is not in its rate."""
+    from .._jit import ensure_compiled
     from .._progress import progress as bar
 
     n_rows = blocks.shape[0]
     nan_rows = np.zeros(n_rows, np.uint8)
     step = batch_size or blocks.default_batch(progress)
+    if n_rows:
+        with blocks.block(0, 1) as block:
+            ensure_compiled(kernel, *args(block, *ex.rows(0, 1), 0, 1, nan_rows[0:1]))
+            del block
     with numba_threads(n_threads), bar(total=n_rows, desc="evaluate", unit="user",
                                        enabled=progress) as pbar:
         for start in range(0, n_rows, step):
             stop = min(start + step, n_rows)
             ex_ptr, ex_idx = ex.rows(start, stop)
             with blocks.block(start, stop) as block:
-                kernel(block, ex_ptr, ex_idx, start, stop, nan_rows[start:stop])
+                kernel(*args(block, ex_ptr, ex_idx, start, stop, nan_rows[start:stop]))
                 del block  # lets a file chunk be unmapped on exit
             pbar.update(stop - start)
     n_nan = int(nan_rows.sum())
@@ -87,27 +96,29 @@ def evaluate_numba(blocks: _ScoreBlocks, heldout, exclude, specs: tuple[MetricSp
     out = np.empty((n_rows, len(acc)), np.float64)
     default = conv.default_kernel and not beyond.specs and int(codes.max()) <= ranking.MAP
     if default:
-        def kernel(block, ex_ptr, ex_idx, start, stop, nan_rows):
+        dispatcher = ranking.topk_metrics
+
+        def args(block, ex_ptr, ex_idx, start, stop, nan_rows):
             ho_ptr, ho_idx = ho.rows(start, stop)
-            ranking.topk_metrics(block, ex_ptr, ex_idx, ho_ptr, ho_idx, ks, codes,
-                                 conv.recall_mode, discount, idcg, out[start:stop], nan_rows)
+            return (block, ex_ptr, ex_idx, ho_ptr, ho_idx, ks, codes, conv.recall_mode,
+                    discount, idcg, out[start:stop], nan_rows)
         counts, pop_out, info_out, len_out = beyond.outputs(n_rows, n_items, 1)
     else:
         gain = gains(heldout, ho.indices, conv.relevance)
         cumd = np.concatenate([[0.0], idcg])
         max_ho = int(n_heldout.max()) if n_rows else 0
         counts, pop_out, info_out, len_out = beyond.outputs(n_rows, n_items, _slabs())
+        dispatcher = kconv.topk_metrics_ext
 
-        def kernel(block, ex_ptr, ex_idx, start, stop, nan_rows):
+        def args(block, ex_ptr, ex_idx, start, stop, nan_rows):
             ho_ptr, ho_idx = ho.rows(start, stop)
-            kconv.topk_metrics_ext(
-                block, ex_ptr, ex_idx, ho_ptr, ho_idx, gain, ks, codes, conv.recall_mode,
-                conv.map_mode, conv.tie_mode, conv.relevance != "binary", discount, idcg, cumd,
-                max_ho, beyond.bks, beyond.pop, beyond.info, conv.empty_users == "zero", counts,
-                pop_out[start:stop], info_out[start:stop], len_out[start:stop], out[start:stop],
-                nan_rows)
+            return (block, ex_ptr, ex_idx, ho_ptr, ho_idx, gain, ks, codes, conv.recall_mode,
+                    conv.map_mode, conv.tie_mode, conv.relevance != "binary", discount, idcg,
+                    cumd, max_ho, beyond.bks, beyond.pop, beyond.info,
+                    conv.empty_users == "zero", counts, pop_out[start:stop],
+                    info_out[start:stop], len_out[start:stop], out[start:stop], nan_rows)
 
-    _run_blocks(blocks, ex, kernel, nan_policy=nan_policy, batch_size=batch_size,
+    _run_blocks(blocks, ex, dispatcher, args, nan_policy=nan_policy, batch_size=batch_size,
                 n_threads=n_threads, progress=progress)
     per_user = {str(s): np.ascontiguousarray(out[:, q]) for q, s in enumerate(acc)}
     per_user, aggregate = finish(per_user, n_heldout, conv, beyond, counts, pop_out, info_out,
@@ -135,11 +146,11 @@ def topk_numba(blocks: _ScoreBlocks, exclude, *, k: int, nan_policy: str,
     ex = _exclude(exclude, blocks)
     out = np.empty((blocks.shape[0], k), np.int64)
 
-    def kernel(block, ex_ptr, ex_idx, start, stop, nan_rows):
-        ranking.masked_topk(block, ex_ptr, ex_idx, k, out[start:stop], nan_rows)
+    def args(block, ex_ptr, ex_idx, start, stop, nan_rows):
+        return block, ex_ptr, ex_idx, k, out[start:stop], nan_rows
 
-    _run_blocks(blocks, ex, kernel, nan_policy=nan_policy, batch_size=batch_size,
-                n_threads=n_threads, progress=False)
+    _run_blocks(blocks, ex, ranking.masked_topk, args, nan_policy=nan_policy,
+                batch_size=batch_size, n_threads=n_threads, progress=False)
     return out
 
 
@@ -148,6 +159,7 @@ def evaluate_topk_numba(top: np.ndarray, ho: _HostCSR, ex: _HostCSR, heldout,
                         n_items: int, n_threads: int | None):
     """Per-user metric arrays and aggregate values of validated top-K lists: the engine of
     ``evaluate_topk``. Returns ``(per_user, aggregate)``."""
+    from .._jit import ensure_compiled
     from ..kernels import conventions as kconv
 
     n_heldout = ho.counts()
@@ -162,12 +174,13 @@ def evaluate_topk_numba(top: np.ndarray, ho: _HostCSR, ex: _HostCSR, heldout,
     n_rows = top.shape[0]
     out = np.empty((n_rows, len(acc)), np.float64)
     counts, pop_out, info_out, len_out = beyond.outputs(n_rows, n_items, _slabs())
-    with numba_threads(n_threads):
-        kconv.topk_metrics_from_topk_ext(
-            top, ex.indptr, ex.indices, ho.indptr, ho.indices, gain, ks, codes, conv.recall_mode,
-            conv.map_mode, conv.relevance != "binary", discount, idcg, cumd,
+    args = (top, ex.indptr, ex.indices, ho.indptr, ho.indices, gain, ks, codes,
+            conv.recall_mode, conv.map_mode, conv.relevance != "binary", discount, idcg, cumd,
             int(n_heldout.max()) if n_rows else 0, beyond.bks, beyond.pop, beyond.info,
             conv.empty_users == "zero", counts, pop_out, info_out, len_out, out)
+    ensure_compiled(kconv.topk_metrics_from_topk_ext, *args)
+    with numba_threads(n_threads):
+        kconv.topk_metrics_from_topk_ext(*args)
     per_user = {str(s): np.ascontiguousarray(out[:, q]) for q, s in enumerate(acc)}
     per_user, aggregate = finish(per_user, n_heldout, conv, beyond, counts, pop_out, info_out,
                                  len_out)

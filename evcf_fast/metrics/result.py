@@ -122,7 +122,11 @@ class EvaluationResult:
     def table(self) -> str:
         """A readable table of means and standard errors plus the user counts."""
         width = max(len("metric"), *(len(str(m)) for m in self.metrics))
-        lines = [f"{'metric':<{width}}  {'mean':>9}  {'stderr':>9}"]
+        header = f"{'metric':<{width}}  {'mean':>9}  {'stderr':>9}"
+        if any(m.name == "recall" for m in self.metrics):
+            header += ("   recall@k = hits / min(k, n_heldout)" if self.recall_denominator == "min"
+                       else "   recall@k = hits / n_heldout")
+        lines = [header]
         for m in self.metrics:
             name = str(m)
             lines.append(f"{name:<{width}}  {self.mean[name]:>9.5f}  {self.stderr[name]:>9.5f}")
@@ -134,6 +138,23 @@ class EvaluationResult:
 
     def __str__(self) -> str:
         return self.table()
+
+    def write_per_user(self, path, *, user_ids=None) -> None:
+        """Per-user values as Parquet (atomically): ``user`` (row in the part), ``user_id``
+        (raw id, when ``user_ids`` has one per row), ``n_heldout`` and one float64 column per
+        metric (NaN for users without held-out items). Read it back with
+        ``polars.read_parquet`` (or pyarrow/pandas) for paired tests between runs."""
+        import polars as pl
+
+        from .._io import atomic_file
+
+        columns = {"user": np.arange(self.n_users, dtype=np.int64)}
+        if user_ids is not None and len(user_ids) == self.n_users:
+            columns["user_id"] = np.asarray(user_ids)
+        columns["n_heldout"] = np.asarray(self.n_heldout)
+        columns.update({name: np.asarray(v) for name, v in self.per_user.items()})
+        with atomic_file(path) as tmp:
+            pl.DataFrame(columns).write_parquet(tmp)
 
     def to_dict(self) -> dict:
         """JSON-able summary: means, standard errors (NaN as None), counts and definitions."""

@@ -24,7 +24,6 @@ import contextlib
 import dataclasses
 import math
 import random
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +34,7 @@ import torch
 from .._progress import progress as progress_bar
 from ..errors import IncompatibleDatasetError, NonFiniteLossError
 from . import checkpoint as ckpt
-from . import run_folder
+from . import logs, report, run_folder
 from .batches import DeviceRows, EpochBatches
 from .config import TrainConfig
 from .evaluation import EvalPart, evaluate_part, resolve_device
@@ -256,15 +255,20 @@ class FitResult:
     run_dir: Path | None
 
     def summary(self) -> str:
+        first = self.history[0] if self.history else {}
+        metric = next((k[4:] for k in first if k.startswith("val_")), "metric")
         lines = [f"epochs run: {self.epochs_run}" + (" (early stop)" if self.stopped_early else ""),
-                 f"best epoch: {self.best_epoch} (validation {self.best_metric:.5f})"]
+                 f"best epoch: {self.best_epoch} (by validation {metric}: "
+                 f"{self.best_metric:.5f})"]
         if self.test is not None:
-            lines += ["test:", self.test.table()]
+            lines += [f"test users, best epoch's weights ({self.test.n_users} users):",
+                      self.test.table()]
         return "\n".join(lines)
 
 
 def fit(data, *, model_config, train_config: TrainConfig, out=None, resume: bool = False,
-        progress: bool = True, evaluate_test: bool = True, on_epoch=None) -> FitResult:
+        progress: bool = True, evaluate_test: bool = True, on_epoch=None,
+        epoch_lines: bool | None = None) -> FitResult:
     """Train a model with EVCF's procedure and evaluate its best checkpoint on the test users.
 
     Parameters
@@ -282,7 +286,11 @@ def fit(data, *, model_config, train_config: TrainConfig, out=None, resume: bool
         an uninterrupted run). Only
         :data:`~evcf_fast.train.run_folder.RESUMABLE_CHANGES` of the train config may differ.
     progress : bool
-        Progress bar per epoch and a one-line summary per epoch (stderr).
+        The start summary (configuration, model, device, data, run folder), a progress bar per
+        epoch when stderr is a terminal, and a one-line summary per epoch (stderr).
+    epoch_lines : bool, optional
+        The per-epoch lines alone (plain lines when stderr is not a terminal); default:
+        ``progress``. ``evcf train --quiet`` keeps them.
     evaluate_test : bool
         Evaluate the best weights on the test part at the end.
     on_epoch : callable, optional
@@ -307,7 +315,7 @@ def fit(data, *, model_config, train_config: TrainConfig, out=None, resume: bool
     saved = run_folder.open_run(run_dir, data, model_config=model_config,
                                 train_config=train_config, resume=resume)
     cfg = train_config
-    trainer = Trainer(model_config, cfg, data, progress=progress)
+    trainer = Trainer(model_config, cfg, data, progress=progress and report.stderr_is_terminal())
     with _matmul_precision(cfg.tf32):
         if saved is not None:
             trainer.load_last(saved)
@@ -317,23 +325,34 @@ def fit(data, *, model_config, train_config: TrainConfig, out=None, resume: bool
             # a longer budget or patience can revive a run that had stopped
             trainer.stopped = trainer.stopped and _would_stop(trainer)
             del saved
+        if progress:
+            report.print_start(report.start_lines(
+                model_config, cfg, model=trainer.model, device=trainer.device, data=data,
+                data_path=data_path, run_dir=run_dir,
+                resumed_epoch=trainer.epoch if resume else None))
+        run_log = None
         if run_dir is not None:
             run_folder.write_config(run_dir, trainer.configs(), data_path=data_path)
+            run_log = logs.RunLog(run_dir, trainer.history)
+        print_epoch = report.EpochPrinter(cfg, bars=trainer.show, start_epoch=trainer.epoch)
 
         best_dirty = False
         while trainer.epoch < cfg.epochs and not trainer.stopped:
             record = trainer.run_epoch()
             best_dirty |= record["best"]
-            if progress:
-                _print_epoch(record, cfg)
+            if progress if epoch_lines is None else epoch_lines:
+                print_epoch(record)
             last_epoch = trainer.epoch == cfg.epochs or trainer.stopped
             if run_dir is not None and (trainer.epoch % cfg.checkpoint_every == 0 or last_epoch):
                 run_folder.save_checkpoints(run_dir, last=trainer.last_payload(),
-                                            best=trainer.best_payload() if best_dirty else None,
-                                            history=trainer.history)
+                                            best=trainer.best_payload() if best_dirty else None)
                 best_dirty = False
+            if run_log is not None:
+                run_log.append(record)
             if on_epoch is not None:
                 on_epoch(record)
+        if run_log is not None:
+            run_log.close()
 
         model = trainer.model
         if trainer.best_state is not None:
@@ -345,7 +364,9 @@ def fit(data, *, model_config, train_config: TrainConfig, out=None, resume: bool
             test = evaluate_part(model, part, metrics=cfg.test_metrics,
                                  batch_size=cfg.eval_batch_size, dense=cfg.input == "dense")
             if run_dir is not None:
-                run_folder.write_test(run_dir, test, best_epoch=trainer.stopping.best_epoch)
+                run_folder.write_test(run_dir, test, best_epoch=trainer.stopping.best_epoch,
+                                      metric=cfg.val_metric, best_metric=trainer.stopping.best,
+                                      user_ids=getattr(data, "test_user_ids", None))
     return FitResult(model=model, history=list(trainer.history),
                      best_epoch=trainer.stopping.best_epoch, best_metric=trainer.stopping.best,
                      epochs_run=trainer.epoch, stopped_early=trainer.stopped, test=test,
@@ -379,11 +400,4 @@ def _would_stop(trainer: Trainer) -> bool:
     return patience is not None and trainer.stopping.bad_epochs > patience
 
 
-def _print_epoch(record: dict, cfg: TrainConfig) -> None:
-    from tqdm.auto import tqdm
 
-    key = f"val_{cfg.val_metric}"
-    tqdm.write(f"epoch {record['epoch']:>4}/{cfg.epochs}  beta {record['beta']:.4g}  "
-               f"loss {record['loss']:.3f} (nll {record['nll']:.3f}, kl {record['kl']:.3f})  "
-               f"{cfg.val_metric} {record[key]:.5f}{' *' if record['best'] else '  '}  "
-               f"{record['seconds']:.2f}s", file=sys.stderr)

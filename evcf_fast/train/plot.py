@@ -1,38 +1,52 @@
-"""Training curves of a run (``log.jsonl``) as a PNG: loss terms, KL weight, validation metric."""
+"""Training curves of one or more runs (``log.jsonl``) as a PNG.
+
+Four panels share the epoch axis (integer ticks): the reconstruction term (NLL), the KL term on
+its own scale, the KL weight beta and the validation metric (its best epoch marked). Several runs
+are overlaid, one colour per run; the title names each run's model, dataset and test NDCG@100
+(from ``test.json``, when the run has finished).
+"""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
-from .._io import atomic_file, read_jsonl
+from .._io import atomic_file
+from .logs import read_log
+
+__all__ = ["plot_run", "plot_runs", "read_log", "run_label"]
 
 
-def read_log(run) -> list[dict]:
-    """The per-epoch records of a run directory's ``log.jsonl``."""
-    path = Path(run) / "log.jsonl"
-    if not path.exists():
-        raise FileNotFoundError(f"{str(path)!r} not found; is {str(run)!r} a run directory "
-                                f"written by `evcf train`?")
-    records = read_jsonl(path)
-    if not records:
-        raise ValueError(f"{path} holds no epochs yet")
-    for lineno, r in enumerate(records, start=1):
-        missing = [k for k in ("epoch", "loss", "nll", "kl", "beta") if k not in r]
-        if missing:
-            raise ValueError(f"{path}:{lineno}: epoch record is missing {missing}; the file "
-                             f"is damaged (it is written by `evcf train`)")
-    return records
+def run_label(run) -> str:
+    """``NAME: model on dataset, test ndcg@100 V`` from the run's config.json and test.json."""
+    run = Path(run)
+    name = run.resolve().name
+    parts = []
+    try:
+        cfg = json.loads((run / "config.json").read_text())
+        model = cfg["model_config"]
+        what = model["model"] + (" (gated)" if model.get("gated") else "")
+        parts.append(what + (f" on {Path(cfg['data']).name}" if cfg.get("data") else ""))
+    except (OSError, ValueError, KeyError):
+        pass
+    try:
+        test = json.loads((run / "test.json").read_text())
+        ndcg = test["metrics"]["ndcg@100"]["mean"]
+        parts.append(f"test NDCG@100 {ndcg:.4f}")
+    except (OSError, ValueError, KeyError, TypeError):
+        parts.append("no test result yet")
+    return f"{name}: " + ", ".join(parts)
 
 
-def plot_run(run, *, out=None) -> Path:
-    """Write the training curves of ``run`` to a PNG.
+def plot_runs(runs, *, out=None) -> Path:
+    """Write the training curves of one or more runs to one PNG.
 
     Parameters
     ----------
-    run : str or Path
-        Run directory.
+    runs : sequence of str or Path
+        Run directories (``evcf train --out``).
     out : str or Path, optional
-        PNG path; default ``RUN/curves.png``.
+        PNG path; default ``RUN/curves.png`` for a single run, required for several.
 
     Returns
     -------
@@ -41,32 +55,60 @@ def plot_run(run, *, out=None) -> Path:
     """
     # a bare Figure renders with the Agg canvas: no pyplot, no global backend switch, headless
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
-    records = read_log(run)
-    metric_key = next((k for k in records[0] if k.startswith("val_")), None)
-    epochs = [r["epoch"] for r in records]
-    fig = Figure(figsize=(14, 4), layout="constrained")
-    axes = fig.subplots(1, 3)
-    ax = axes[0]
-    for key, style in (("loss", "-"), ("nll", "--"), ("kl", ":")):
-        ax.plot(epochs, [r[key] for r in records], style, label=key)
-    ax.set(xlabel="epoch", ylabel="training objective (per user)", title="loss")
-    ax.legend()
-    axes[1].plot(epochs, [r["beta"] for r in records])
-    axes[1].set(xlabel="epoch", ylabel="beta", title="KL weight")
-    if metric_key is not None:
-        ax = axes[2]
-        ax.plot(epochs, [r[metric_key] for r in records])
-        best = [r for r in records if r.get("best")]
-        if best:
-            top = max(best, key=lambda r: r[metric_key])
-            ax.plot([top["epoch"]], [top[metric_key]], "o", label=f"best (epoch {top['epoch']})")
-            ax.legend()
-        ax.set(xlabel="epoch", ylabel=metric_key[4:], title="validation")
-    fig.suptitle(Path(run).resolve().name)
-    out = Path(out) if out is not None else Path(run) / "curves.png"
-    run_files = [Path(run) / f for f in ("log.jsonl", "config.json", "last.pt", "best.pt",
-                                         "test.json")]
+    runs = [Path(r) for r in runs]
+    if not runs:
+        raise ValueError("runs must name at least one run directory, got none")
+    if out is None:
+        if len(runs) > 1:
+            raise ValueError(f"{len(runs)} runs need --out FILE.png (the default RUN/curves.png "
+                             f"is for a single run)")
+        out = runs[0] / "curves.png"
+    logs = [read_log(r) for r in runs]
+    fig = Figure(figsize=(13, 7.5), layout="constrained")
+    axes = fig.subplots(2, 2, sharex=True).ravel()
+    panels = (("nll", "reconstruction (NLL per user)", "NLL"),
+              ("kl", "KL term (per user, its own scale)", "KL"),
+              ("beta", "KL weight beta", "beta"),
+              (None, "validation metric", None))
+    colours = [f"C{i % 10}" for i in range(len(runs))]
+    for run, records, colour in zip(runs, logs, colours):
+        name = run.resolve().name
+        epochs = [r["epoch"] for r in records]
+        metric_key = next((k for k in records[0] if k.startswith("val_")), None)
+        for ax, (key, title, ylabel) in zip(axes, panels):
+            if key is None:
+                if metric_key is None:
+                    continue
+                key, ylabel = metric_key, metric_key[4:]
+                best = [r for r in records if r.get("best")]
+                if best:
+                    top = max(best, key=lambda r: r[key])
+                    ax.plot([top["epoch"]], [top[key]], "o", color=colour, markersize=7,
+                            label=f"{name} best: epoch {top['epoch']}, {top[key]:.4f}")
+            marker = "." if len(epochs) <= 30 else None
+            ax.plot(epochs, [r[key] for r in records], color=colour, marker=marker,
+                    label=name if key != metric_key else None)
+            ax.set(title=title, ylabel=ylabel)
+    for ax in axes:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+    for ax in (axes[0], axes[3]):  # runs named once; the best epochs on the metric panel
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize="small")
+    for ax in axes[2:]:
+        ax.set_xlabel("epoch")
+    fig.suptitle("\n".join(run_label(r) for r in runs), fontsize="medium")
+    out = Path(out)
+    # never write over what a run folder holds (`--out RUN/last.pt` would destroy a checkpoint)
+    run_files = [r / f for r in runs for f in ("log.jsonl", "log.csv", "config.json", "last.pt",
+                                               "best.pt", "test.json", "test_per_user.parquet")]
     with atomic_file(out, inputs=run_files, what="--out") as tmp:
         fig.savefig(tmp, format="png", dpi=100)
     return out
+
+
+def plot_run(run, *, out=None) -> Path:
+    """Write the training curves of one run; see :func:`plot_runs`."""
+    return plot_runs([run], out=out)

@@ -148,3 +148,39 @@ def resolve(*, n_items: int, preset: str | None = None, overrides: dict | None =
 
         raise ValueError(f"no model given: pass --model ({'|'.join(MODEL_NAMES)}) or a --preset")
     return ModelConfig(**model_kwargs), TrainConfig(**{**base.train, **train_over})
+
+
+def list_presets() -> str:
+    """One line per preset: name and description (``evcf presets``)."""
+    width = max(len(n) for n in PRESETS)
+    lines = [f"{p.name:<{width}}  {p.description}" for p in PRESETS.values()]
+    lines.append("without --preset: ModelConfig/TrainConfig defaults (`evcf presets NAME` prints "
+                 "a preset in full; `evcf train --help` shows the defaults)")
+    return "\n".join(lines)
+
+
+def describe_preset(name: str) -> str:
+    """Every field a preset sets, then the defaults it leaves alone (``evcf presets NAME``)."""
+    from ..models.config import ModelConfig
+
+    preset = get_preset(name)
+    lines = [f"{preset.name}: {preset.description}"]
+    for title, cls, values in (("model (ModelConfig)", ModelConfig, preset.model),
+                               ("training (TrainConfig)", TrainConfig, preset.train)):
+        fields = [f for f in dataclasses.fields(cls) if f.init and f.name != "n_items"]
+        width = max(len(f.name) for f in fields)
+        lines.append(f"{title}, set by the preset:")
+        lines += [f"  {f.name:<{width}}  {values[f.name]!r}" for f in fields if f.name in values]
+        lines.append(f"{title}, defaults:")
+        lines += [f"  {f.name:<{width}}  {_default(f)!r}" for f in fields
+                  if f.name not in values]
+    lines.append("override any field with a flag or --set KEY=VALUE")
+    return "\n".join(lines)
+
+
+def _default(f: dataclasses.Field):
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return "(required)"

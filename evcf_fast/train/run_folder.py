@@ -4,9 +4,11 @@ A run directory holds
 
 * ``config.json``: the model and train configs (plain dicts), the dataset fingerprint and the
   dataset directory (``"data"``, None for an in-memory dataset);
-* ``log.jsonl``: one JSON record per epoch, rewritten with every checkpoint;
+* ``log.jsonl`` / ``log.csv`` (and ``tensorboard/``): one record per epoch, appended
+  (:mod:`evcf_fast.train.logs`);
 * ``last.pt`` / ``best.pt``: the checkpoints (:mod:`evcf_fast.train.checkpoint`);
-* ``test.json``: the best weights' test metrics and their epoch.
+* ``test.json``: the best weights' test metrics and their epoch; ``test_per_user.parquet``: the
+  per-user test values (for paired tests between runs).
 
 Resuming continues ``last.pt`` exactly. It needs the same dataset (fingerprint), the same model
 config and the same train config up to :data:`RESUMABLE_CHANGES`. :func:`resolve_configs` rebuilds
@@ -30,6 +32,7 @@ from .evaluation import resolve_device
 CONFIG = "config.json"
 LOG = "log.jsonl"
 TEST = "test.json"
+TEST_PER_USER = "test_per_user.parquet"
 
 # TrainConfig fields that may change when a run is resumed: they do not change the trajectory
 RESUMABLE_CHANGES = ("epochs", "eval_batch_size", "test_metrics", "checkpoint_every", "patience")
@@ -164,13 +167,13 @@ def open_run(run_dir: Path | None, data, *, model_config, train_config: TrainCon
     if not resume:
         if run_dir is not None and (run_dir / ckpt.LAST).exists():
             raise FileExistsError(f"run directory {str(run_dir)!r} already holds a checkpoint; "
-                                  f"pass resume=True (--resume) to continue it or choose another "
-                                  f"--out")
+                                  f"add --resume to continue it (resume=True in fit) or choose "
+                                  f"another --out")
         if run_dir is not None:
             check_run_dir(run_dir)
         return None
     if run_dir is None:
-        raise ValueError("resume=True needs the run directory (out / --out)")
+        raise ValueError("--resume needs the run directory --out (fit: resume=True needs out)")
     last_path = run_dir / ckpt.LAST
     if not last_path.exists():
         raise FileNotFoundError(f"--resume: no checkpoint {str(last_path)!r} to continue; "
@@ -241,8 +244,11 @@ def write_log(path, history: list) -> None:
         tmp.write_text("".join(json.dumps(r) + "\n" for r in history))
 
 
-def save_checkpoints(run_dir: Path, *, last: dict, best: dict | None, history: list) -> None:
-    """Write best.pt (when given), then last.pt, then log.jsonl.
+def save_checkpoints(run_dir: Path, *, last: dict, best: dict | None,
+                     history: list | None = None) -> None:
+    """Write best.pt (when given), then last.pt, then (when ``history`` is given) log.jsonl.
+
+    :func:`~evcf_fast.train.loop.fit` appends to the logs itself (:class:`~.logs.RunLog`).
 
     Best first: a kill between the two writes leaves a best.pt from the future, which the
     deterministic replay of that epoch rewrites identically (see :func:`resumed_best_state`).
@@ -250,10 +256,18 @@ def save_checkpoints(run_dir: Path, *, last: dict, best: dict | None, history: l
     if best is not None:
         ckpt.save_checkpoint(run_dir / ckpt.BEST, best)
     ckpt.save_checkpoint(run_dir / ckpt.LAST, last)
-    write_log(run_dir / LOG, history)
+    if history is not None:
+        write_log(run_dir / LOG, history)
 
 
-def write_test(run_dir: Path, test, *, best_epoch: int) -> None:
-    """test.json: the best epoch and its EvaluationResult."""
+def write_test(run_dir: Path, test, *, best_epoch: int, metric: str | None = None,
+               best_metric: float | None = None, user_ids=None) -> None:
+    """test.json (the best epoch, its validation metric and the EvaluationResult) and
+    test_per_user.parquet (the per-user values, see :meth:`EvaluationResult.write_per_user`)."""
+    head = {"best_epoch": best_epoch}
+    if metric is not None:
+        head.update(best_epoch_metric=f"validation {metric}", best_validation=best_metric)
+    test.write_per_user(run_dir / TEST_PER_USER, user_ids=user_ids)
     with atomic_file(run_dir / TEST) as tmp:
-        tmp.write_text(json.dumps({"best_epoch": best_epoch, **test.to_dict()}, indent=2) + "\n")
+        tmp.write_text(json.dumps({**head, **test.to_dict(),
+                                   "per_user_file": TEST_PER_USER}, indent=2) + "\n")

@@ -22,17 +22,20 @@ from .loop import fit as fit_gradient
 
 
 def fit(data, *, model_config, train_config: TrainConfig, out=None, resume: bool = False,
-        progress: bool = True, evaluate_test: bool = True, on_epoch=None) -> FitResult:
+        progress: bool = True, evaluate_test: bool = True, on_epoch=None,
+        **loop_options) -> FitResult:
     """Train ``model_config``'s model on ``data``; see :func:`evcf_fast.train.loop.fit`.
 
     Closed-form baselines go through :func:`fit_closed_form` (the training fields of
     ``train_config`` other than ``device``, ``val_metric``, ``test_metrics`` and
     ``eval_batch_size`` do not apply to them), every other model through the training loop.
+    ``loop_options`` (e.g. ``epoch_lines``) are options of the training loop only.
     """
-    fitter = fit_closed_form if model_config.is_closed_form else fit_gradient
-    return fitter(data, model_config=model_config, train_config=train_config, out=out,
-                  resume=resume, progress=progress, evaluate_test=evaluate_test,
-                  on_epoch=on_epoch)
+    common = dict(model_config=model_config, train_config=train_config, out=out, resume=resume,
+                  progress=progress, evaluate_test=evaluate_test, on_epoch=on_epoch)
+    if model_config.is_closed_form:
+        return fit_closed_form(data, **common)
+    return fit_gradient(data, **common, **loop_options)
 
 
 def fit_closed_form(data, *, model_config, train_config: TrainConfig, out=None,
@@ -56,8 +59,8 @@ def fit_closed_form(data, *, model_config, train_config: TrainConfig, out=None,
                              f"test_metrics)")
     run_dir = Path(out) if out is not None else None
     if run_dir is not None and not resume and (run_dir / ckpt.BEST).exists():
-        raise FileExistsError(f"run directory {str(run_dir)!r} already holds a checkpoint; pass "
-                              f"resume=True (--resume) to refit it or choose another --out")
+        raise FileExistsError(f"run directory {str(run_dir)!r} already holds a checkpoint; add "
+                              f"--resume to refit it (resume=True in fit) or choose another --out")
     if resume and run_dir is None:
         raise ValueError("resume=True needs the run directory (out / --out)")
     device = resolve_device(cfg.device)
