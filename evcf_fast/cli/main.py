@@ -44,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # for relaunching (torchrun)
     try:
         return int(args.func(args) or 0)
     except (ValueError, TypeError, OSError, KeyError) as exc:

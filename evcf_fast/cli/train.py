@@ -5,6 +5,9 @@ Examples::
     evcf train --data data/ml20m --preset evcf-hvamp-gated-ml20m --out runs/hvamp
     evcf train --data data/small --model multvae --epochs 20 --batch-size 500 --out runs/mv
     evcf train --out runs/hvamp --resume                 # continue a killed run exactly
+    evcf train --data data/ml20m --preset evcf-hvamp-gated-ml20m --out runs/h2 --nproc-per-node 2
+    torchrun --nproc-per-node 8 --nnodes 2 --rdzv-backend c10d --rdzv-endpoint HOST:29400 \
+        -m evcf_fast train --data data/netflix --preset evcf-hvamp-gated-netflix --out runs/n
     evcf train --data data/small --preset multvae-liang --set anneal_cap=0.3 --out runs/mv2
     evcf recommend --run runs/hvamp --user 1234 987 --k 10
     evcf recommend --run runs/hvamp --items 1,32,589
@@ -20,6 +23,7 @@ from pathlib import Path
 
 from ..models.config import MODEL_NAMES
 from ..train.config import DEVICES, OPTIMIZERS, TrainConfig
+from ..train.distributed import DEFAULT_TIMEOUT_S
 
 
 def _default(field: str) -> str:
@@ -67,6 +71,17 @@ def register(subparsers) -> None:
     g.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config field, e.g. --set hidden_size=300 --set "
                         "patience=null (values parse as JSON, else as strings)")
+    g = t.add_argument_group(
+        "distributed (torch.distributed; see the README's \"Distributed training\")")
+    g.add_argument("--nproc-per-node", type=int, metavar="N",
+                   help="run on N local processes through torchrun (one per GPU with CUDA, gloo "
+                        "on the CPU); --batch-size stays the global batch. Several machines: "
+                        "`torchrun ... -m evcf_fast train ...`")
+    g.add_argument("--max-restarts", type=int, default=0, metavar="K",
+                   help="with --nproc-per-node: restart the group up to K times after a "
+                        "failure; it resumes from the last checkpoint (default: 0)")
+    g.add_argument("--dist-timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="SECONDS",
+                   help=f"rendezvous and collective timeout (default: {DEFAULT_TIMEOUT_S:g})")
     t.set_defaults(func=cmd_train)
 
     r = subparsers.add_parser(
@@ -114,16 +129,31 @@ def _overrides(args) -> dict:
 
 
 def cmd_train(args) -> int:
+    from ..train import distributed
+    from ..train.checkpoint import LAST
     from ..train.loop import fit
     from ..train.run_folder import resolve_configs
 
-    data_dir, model_cfg, train_cfg = resolve_configs(
-        args.out, data=args.data, preset=args.preset, overrides=_overrides(args),
-        resume=args.resume)
-    result = fit(data_dir, model_config=model_cfg, train_config=train_cfg, out=args.out,
-                 resume=args.resume, progress=not args.quiet)
-    print(result.summary())
-    print(f"run directory: {args.out}")
+    if args.nproc_per_node is not None and not distributed.launched():
+        # the workers see the same command line and join the group torchrun forms
+        return distributed.launch_local(args.argv, nproc_per_node=args.nproc_per_node,
+                                        max_restarts=args.max_restarts)
+    overrides = _overrides(args)
+    dist = distributed.init_from_env(device=str(overrides.get("device", "auto")),
+                                     timeout_s=args.dist_timeout)
+    try:
+        # a group restarted by torchrun --max-restarts continues from its last checkpoint
+        resume = args.resume or (distributed.restarted() and (args.out / LAST).exists())
+        data_dir, model_cfg, train_cfg = dist.agree(
+            resolve_configs, args.out, data=args.data, preset=args.preset, overrides=overrides,
+            resume=resume)
+        result = fit(data_dir, model_config=model_cfg, train_config=train_cfg, out=args.out,
+                     resume=resume, progress=not args.quiet, dist=dist)
+    finally:
+        distributed.shutdown()
+    if dist.is_main:
+        print(result.summary())
+        print(f"run directory: {args.out}")
     return 0
 
 

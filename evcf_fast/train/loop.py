@@ -35,10 +35,9 @@ import torch
 from .._progress import progress as progress_bar
 from ..errors import IncompatibleDatasetError, NonFiniteLossError
 from . import checkpoint as ckpt
-from . import run_folder
-from .batches import DeviceRows, EpochBatches
+from . import distributed, run_folder
 from .config import TrainConfig
-from .evaluation import EvalPart, evaluate_part, resolve_device
+from .evaluation import resolve_device
 from .optim import make_optimizer
 from .schedules import EarlyStopping, beta_epoch, beta_step, early_stopping_update
 
@@ -75,9 +74,13 @@ class Trainer:
         ``train`` (scipy CSR), ``part("validation")``, ``n_items``, ``meta``.
     progress : bool
         Show a progress bar per epoch and a summary line per epoch on stderr.
+    dist : LocalContext or DistContext, optional
+        The ranks this run is spread over (:mod:`evcf_fast.train.distributed`); default: one
+        process.
     """
 
-    def __init__(self, model_config, train_config: TrainConfig, data, *, progress: bool = True):
+    def __init__(self, model_config, train_config: TrainConfig, data, *, progress: bool = True,
+                 dist=None):
         from ..models import build_model
 
         cfg = train_config
@@ -101,17 +104,21 @@ class Trainer:
         if cfg.batch_size > n_train:
             raise ValueError(f"batch_size={cfg.batch_size} is larger than the number of training "
                              f"users ({n_train}); choose --batch-size <= {n_train}")
+        self.dist = dist if dist is not None else distributed.LocalContext()
         self.model_config, self.config, self.show = model_config, cfg, progress
         self.fingerprint = ckpt.dataset_fingerprint(data)
+        self.dist.check_setup(data, configs=self.configs(), train_config=cfg)
         seed_everything(cfg.seed)
         self.model = build_model(model_config).to(self.device)
+        self.dist.sync_parameters(self.model)
         self.optimizer = make_optimizer(cfg.optimizer, self.model, lr=cfg.lr,
                                         weight_decay=cfg.weight_decay, device=self.device,
                                         fused=cfg.fused)
         self.shuffle = torch.Generator(device=self.device)
         self.shuffle.manual_seed(cfg.seed)
-        self.train_rows = DeviceRows(data.train, self.device)
-        self.val = EvalPart(*data.part("validation"), self.device)
+        self.train_rows = self.dist.train_rows(data.train, self.device)
+        self.val = self.dist.eval_part(*data.part("validation"), self.device,
+                                       batch_size=cfg.eval_batch_size)
         self.epoch = 0        # epochs completed
         self.step = 0         # optimizer updates made
         self.stopping = EarlyStopping()
@@ -139,28 +146,31 @@ class Trainer:
         cfg, model, opt = self.config, self.model, self.optimizer
         epoch = self.epoch + 1
         model.train()
-        batches = EpochBatches.shuffled(self.train_rows, batch_size=cfg.batch_size,
-                                        generator=self.shuffle)
-        # per-step (loss, nll, kl) kept on the device: no host round trip per step
-        trace = torch.empty((len(batches), 3), dtype=torch.float32, device=self.device)
+        dist = self.dist
+        batches = dist.epoch_batches(self.train_rows, batch_size=cfg.batch_size,
+                                     generator=self.shuffle)
+        # per-step (loss, nll, kl) kept on the device: no host round trip per step; a rank
+        # records its share of the batch mean (weight n_rank / n_batch), summed over the ranks
+        trace = torch.empty((len(batches), 3), dtype=torch.float64, device=self.device)
         autocast = torch.autocast(device_type=self.device.type, dtype=torch.bfloat16,
                                   enabled=cfg.bf16)
         beta = 0.0
         bar = progress_bar(batches, total=len(batches), desc=f"epoch {epoch}/{cfg.epochs}",
                            unit="batch", enabled=self.show)
         first_step = self.step
-        for i, (x, _rows) in enumerate(bar):
+        for i, (x, share) in enumerate(bar):
             beta = self.beta(epoch, self.step)
-            with autocast:
+            with autocast, dist.noise(share):
                 loss, stats = model.loss(x.to_dense() if cfg.input == "dense" else x, beta=beta)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            (loss if share.weight == 1.0 else loss * share.weight).backward()
+            dist.reduce_gradients(model)
             opt.step()
-            trace[i, 0] = loss.detach()
-            trace[i, 1] = stats["nll"]
-            trace[i, 2] = stats["kl"]
+            trace[i, 0] = loss.detach() * share.weight
+            trace[i, 1] = stats["nll"] * share.weight
+            trace[i, 2] = stats["kl"] * share.weight
             self.step += 1
-        values = trace.double()
+        values = dist.all_sum(trace)
         finite = torch.isfinite(values).all(dim=1)
         means = values.mean(dim=0).tolist()  # the epoch's synchronisation point
         if not all(math.isfinite(v) for v in means):
@@ -176,9 +186,9 @@ class Trainer:
     def validate(self) -> float:
         """Validation metric (``config.val_metric``) of the current weights."""
         metric = self.config.val_metric
-        res = evaluate_part(self.model, self.val, metrics=(metric,),
-                            batch_size=self.config.eval_batch_size,
-                            dense=self.config.input == "dense")
+        res = self.dist.evaluate(self.model, self.val, metrics=(metric,),
+                                 batch_size=self.config.eval_batch_size,
+                                 dense=self.config.input == "dense")
         return float(res.mean[metric])
 
     def run_epoch(self) -> dict:
@@ -261,7 +271,8 @@ class FitResult:
 
 
 def fit(data, *, model_config, train_config: TrainConfig, out=None, resume: bool = False,
-        progress: bool = True, evaluate_test: bool = True, on_epoch=None) -> FitResult:
+        progress: bool = True, evaluate_test: bool = True, on_epoch=None,
+        dist=None) -> FitResult:
     """Train a model with EVCF's procedure and evaluate its best checkpoint on the test users.
 
     Parameters
@@ -284,6 +295,10 @@ def fit(data, *, model_config, train_config: TrainConfig, out=None, resume: bool
         Evaluate the best weights on the test part at the end.
     on_epoch : callable, optional
         Called with each epoch's log record after its checkpoint is written.
+    dist : LocalContext or DistContext, optional
+        The ranks of a distributed run (:mod:`evcf_fast.train.distributed`: batch, noise and
+        evaluation semantics); None: the initialised default process group when there is one
+        (under torchrun), else one process. Rank 0 writes the run folder and shows progress.
 
     Returns
     -------
@@ -298,12 +313,15 @@ def fit(data, *, model_config, train_config: TrainConfig, out=None, resume: bool
     FileExistsError, FileNotFoundError
         ``out`` already holds a run (without ``resume``), or has none to resume.
     """
-    data, data_path = _as_dataset(data)
+    dist = distributed.current(dist)
+    data, data_path = dist.agree(_as_dataset, data)
     run_dir = Path(out) if out is not None else None
-    saved = run_folder.open_run(run_dir, data, model_config=model_config,
-                                train_config=train_config, resume=resume)
+    saved = dist.agree(run_folder.open_run, run_dir, data, model_config=model_config,
+                       train_config=train_config, resume=resume)
     cfg = train_config
-    trainer = Trainer(model_config, cfg, data, progress=progress)
+    progress = progress and dist.is_main
+    trainer = Trainer(model_config, cfg, data, progress=progress, dist=dist)
+    writes = run_dir is not None and dist.is_main
     with _matmul_precision(cfg.tf32):
         if saved is not None:
             trainer.load_last(saved)
@@ -313,7 +331,7 @@ def fit(data, *, model_config, train_config: TrainConfig, out=None, resume: bool
             # a longer budget or patience can revive a run that had stopped
             trainer.stopped = trainer.stopped and _would_stop(trainer)
             del saved
-        if run_dir is not None:
+        if writes:
             run_folder.write_config(run_dir, trainer.configs(), data_path=data_path)
 
         best_dirty = False
@@ -323,7 +341,7 @@ def fit(data, *, model_config, train_config: TrainConfig, out=None, resume: bool
             if progress:
                 _print_epoch(record, cfg)
             last_epoch = trainer.epoch == cfg.epochs or trainer.stopped
-            if run_dir is not None and (trainer.epoch % cfg.checkpoint_every == 0 or last_epoch):
+            if writes and (trainer.epoch % cfg.checkpoint_every == 0 or last_epoch):
                 run_folder.save_checkpoints(run_dir, last=trainer.last_payload(),
                                             best=trainer.best_payload() if best_dirty else None,
                                             history=trainer.history)
@@ -337,10 +355,11 @@ def fit(data, *, model_config, train_config: TrainConfig, out=None, resume: bool
         model.eval()
         test = None
         if evaluate_test:
-            part = EvalPart(*data.part("test"), trainer.device)
-            test = evaluate_part(model, part, metrics=cfg.test_metrics,
+            part = dist.eval_part(*data.part("test"), trainer.device,
+                                  batch_size=cfg.eval_batch_size)
+            test = dist.evaluate(model, part, metrics=cfg.test_metrics,
                                  batch_size=cfg.eval_batch_size, dense=cfg.input == "dense")
-            if run_dir is not None:
+            if writes:
                 run_folder.write_test(run_dir, test, best_epoch=trainer.stopping.best_epoch)
     return FitResult(model=model, history=list(trainer.history),
                      best_epoch=trainer.stopping.best_epoch, best_metric=trainer.stopping.best,
