@@ -1,5 +1,6 @@
 """Functions the distributed tests run on every rank (importable by spawned processes)."""
 
+import dataclasses
 import shutil
 from pathlib import Path
 
@@ -72,8 +73,9 @@ def resume_sequence(root, float64=True):
     return {"full": full, "resumed": resumed}
 
 
-def evaluate_both(seed, eval_batch_size, metrics):
-    """Distributed evaluation of seeded random weights, and the single-process one of the same."""
+def evaluate_both(seed, eval_batch_sizes, metrics):
+    """Distributed evaluation of seeded random weights and the single-process one of the same
+    weights, for each scoring block size (37 validation users)."""
     from evcf_fast.models import build_model
     from evcf_fast.train import distributed
     from evcf_fast.train.evaluation import EvalPart, evaluate_part
@@ -83,22 +85,39 @@ def evaluate_both(seed, eval_batch_size, metrics):
     model = build_model(configs("hvamp", "adam", epochs=1)[0])
     ctx = distributed.current()
     fold_in, heldout = ds.part("validation")
-    part = ctx.eval_part(fold_in, heldout, "cpu", batch_size=eval_batch_size)
-    got = ctx.evaluate(model, part, metrics=metrics, batch_size=eval_batch_size)
-    ref = evaluate_part(model, EvalPart(fold_in, heldout, "cpu"), metrics=metrics,
-                        batch_size=eval_batch_size)
-    return {"got": (dict(got.mean), dict(got.stderr), dict(got.per_user), got.n_heldout),
-            "ref": (dict(ref.mean), dict(ref.stderr), dict(ref.per_user), ref.n_heldout),
-            "local_users": 0 if part is None else part.n_users}
+    out = []
+    for eb in eval_batch_sizes:
+        part = ctx.eval_part(fold_in, heldout, "cpu", batch_size=eb)
+        got = ctx.evaluate(model, part, metrics=metrics, batch_size=eb)
+        ref = evaluate_part(model, EvalPart(fold_in, heldout, "cpu"), metrics=metrics,
+                            batch_size=eb)
+        out.append({"got": (dict(got.mean), dict(got.stderr), dict(got.per_user),
+                            got.n_heldout),
+                    "ref": (dict(ref.mean), dict(ref.stderr), dict(ref.per_user),
+                            ref.n_heldout),
+                    "local_users": 0 if part is None else part.n_users})
+    return out
 
 
-def fit_with_rank_data(out, n_train=None):
-    """A run whose dataset differs per rank (fingerprint mismatch), or a tiny one."""
+def bad_inputs(root):
+    """(type, message) of each setup error, as every rank sees it."""
     import torch.distributed as dist
 
     from evcf_fast.train.loop import fit
 
     rank = dist.get_rank()
-    ds = data(seed=rank) if n_train is None else data(n_train=n_train, n_heldout=n_train)
     mc, tc = configs("multvae", "adam", epochs=1, batch_size=1)
-    fit(ds, model_config=mc, train_config=tc, out=out, progress=False)
+    cases = {"too_many_ranks": (data(n_train=1, n_heldout=5), {}),
+             "too_few_val_users": (data(n_heldout=1), {}),
+             "fingerprint": (data(seed=rank), {}),
+             "config": (data(), {"lr": 1e-3 * (rank + 1)}),
+             "dense": (data(), {"input": "dense"})}
+    out = {}
+    for name, (ds, over) in cases.items():
+        cfg = dataclasses.replace(tc, **over)
+        try:
+            fit(ds, model_config=mc, train_config=cfg, out=Path(root) / name, progress=False)
+            out[name] = None
+        except Exception as exc:
+            out[name] = (type(exc).__name__, str(exc))
+    return out

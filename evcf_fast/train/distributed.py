@@ -453,13 +453,31 @@ def init_from_env(*, device: str = "auto", timeout_s: float = DEFAULT_TIMEOUT_S)
                              f"{torch.cuda.device_count()}")
         torch.cuda.set_device(local_rank)
     backend = "nccl" if dev.type == "cuda" else "gloo"
+    timeout = datetime.timedelta(seconds=timeout_s)
     try:
-        dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s))
+        dist.init_process_group(backend, store=_attempt_store(world, timeout), timeout=timeout,
+                                rank=_env_int("RANK"), world_size=world)
     except Exception as exc:
         raise ValueError(f"distributed rendezvous at {os.environ['MASTER_ADDR']}:"
                          f"{os.environ['MASTER_PORT']} failed for rank {os.environ['RANK']} of "
                          f"{world} within {timeout_s:g} s ({exc})") from exc
     return DistContext()
+
+
+def _attempt_store(world: int, timeout):
+    """The rendezvous store, under a prefix per torchrun attempt.
+
+    torchrun's agent keeps one store across worker-group restarts; without a prefix a restarted
+    group can read the previous group's (dead) gloo addresses and fail to connect.
+    """
+    import torch.distributed as dist
+
+    host, port = os.environ["MASTER_ADDR"], _env_int("MASTER_PORT")
+    agent_store = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
+    store = dist.TCPStore(host, port, world, is_master=not agent_store and _env_int("RANK") == 0,
+                          timeout=timeout, wait_for_workers=False)
+    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+    return dist.PrefixStore(f"evcf_fast/attempt_{attempt}", store)
 
 
 def _env_int(name: str, default: int | None = None) -> int:
