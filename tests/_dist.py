@@ -68,3 +68,64 @@ def run_ranks(fn, world_size, *args, timeout=240, collective_timeout_s=60.0,
     for r, res in enumerate(results):
         assert res["ok"], f"rank {r} failed:\n{res['traceback']}"
     return [res["value"] for res in results]
+
+
+def _pool_main(rank, world_size, port, threads, setup, args, commands, done):
+    os.environ.update({"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": str(rank),
+                       "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world_size)})
+    torch.set_num_threads(threads)
+    from evcf_fast.train import distributed
+
+    try:
+        distributed.init_from_env(device="cpu", timeout_s=120)
+        state = setup(*args)
+        done.put((rank, "ready"))
+        while (fn := commands.get()) is not None:
+            done.put((rank, fn(state)))
+    except BaseException:
+        done.put((rank, "error: " + traceback.format_exc()))
+    finally:
+        distributed.shutdown()
+
+
+class RankPool:
+    """``world_size`` long-lived spawned ranks (``threads`` torch threads each) for timing:
+    ``setup(*args)`` runs once per rank, then ``pool.run(fn)`` calls ``fn(state)`` on every rank
+    and returns rank 0's value when all ranks are done."""
+
+    def __init__(self, world_size, setup, *args, threads=1, timeout=300):
+        ctx = mp.get_context("spawn")
+        self.world_size, self.timeout = world_size, timeout
+        self.commands = [ctx.Queue() for _ in range(world_size)]
+        self.done = ctx.Queue()
+        port = free_port()
+        self.procs = [ctx.Process(target=_pool_main, args=(r, world_size, port, threads, setup,
+                                                           args, self.commands[r], self.done))
+                      for r in range(world_size)]
+        for p in self.procs:
+            p.start()
+        self._collect()
+
+    def _collect(self):
+        values = {}
+        for _ in range(self.world_size):
+            rank, value = self.done.get(timeout=self.timeout)
+            if isinstance(value, str) and value.startswith("error: "):
+                self.close()
+                raise RuntimeError(f"rank {rank} failed:\n{value[7:]}")
+            values[rank] = value
+        return values[0]
+
+    def run(self, fn):
+        for q in self.commands:
+            q.put(fn)
+        return self._collect()
+
+    def close(self):
+        for q in self.commands:
+            q.put(None)
+        for p in self.procs:
+            p.join(30)
+            if p.is_alive():
+                p.kill()
+                p.join()

@@ -309,3 +309,14 @@ def test_kill_9_and_torchrun_restart_equal_the_uninterrupted_run(tmp_path):
     out, err = plain.communicate(timeout=300)
     assert plain.returncode == 0, err[-3000:]
     _same_run(tmp_path / "killed", tmp_path / "plain")
+
+
+def test_max_steps_caps_the_run_mid_epoch(tmp_path):
+    mc, tc = w.configs("multvae", "adam", epochs=5, batch_size=64, max_steps=7)
+    from evcf_fast.train.loop import fit
+
+    out = fit(w.data(), model_config=mc, train_config=tc, out=tmp_path / "r", progress=False)
+    assert [h["step"] for h in out.history] == [4, 7]   # 226 users: 4 steps per epoch
+    assert out.epochs_run == 2 and (tmp_path / "r" / "test.json").exists()
+    with pytest.raises(ValueError, match="max_steps"):
+        w.configs("multvae", "adam", epochs=1, max_steps=0)

@@ -65,6 +65,9 @@ def register(subparsers) -> None:
     g.add_argument("--max-beta", type=float,
                    help=f"KL weight after the warm-up {_default('max_beta')}")
     g.add_argument("--seed", type=int, help=_default("seed"))
+    g.add_argument("--max-steps", type=int, metavar="S",
+                   help="stop after S optimizer steps (a cap for smoke runs and measurements; "
+                        "the epoch in progress is validated and checkpointed)")
     g.add_argument("--device", choices=DEVICES, help=_default("device"))
     g.add_argument("--bf16", action="store_true", default=None, help="bf16 autocast (CUDA)")
     g.add_argument("--tf32", action="store_true", default=None, help="TF32 matmuls (CUDA)")
@@ -124,7 +127,7 @@ def _overrides(args) -> dict:
     flags = {"model": args.model, "gated": args.gated, "epochs": args.epochs,
              "batch_size": args.batch_size, "lr": args.lr, "optimizer": args.optimizer,
              "max_beta": args.max_beta, "seed": args.seed, "device": args.device,
-             "bf16": args.bf16, "tf32": args.tf32}
+             "bf16": args.bf16, "tf32": args.tf32, "max_steps": args.max_steps}
     return {**parse_set(args.overrides), **{k: v for k, v in flags.items() if v is not None}}
 
 

@@ -52,6 +52,8 @@ class TrainConfig:
     val_metric: str = "ndcg@100"       # model-selection metric (authors: NDCG@100)
     test_metrics: tuple[str, ...] = TEST_METRICS   # reported once for the best checkpoint
     checkpoint_every: int = 1          # epochs between resumable checkpoints (and the last one)
+    max_steps: int | None = None       # stop after this many optimizer steps (a smoke/bench cap;
+                                       # the epoch in progress ends there and is validated)
 
     def __post_init__(self):
         self._set("epochs", check_int(self.epochs, "epochs", minimum=1))
@@ -83,6 +85,7 @@ class TrainConfig:
         self._set("test_metrics", tuple(self.test_metrics))
         self._set("checkpoint_every",
                   check_int(self.checkpoint_every, "checkpoint_every", minimum=1))
+        self._set("max_steps", check_int(self.max_steps, "max_steps", minimum=1, allow_none=True))
 
     def _set(self, name: str, value) -> None:
         object.__setattr__(self, name, value)

@@ -158,7 +158,11 @@ class Trainer:
         bar = progress_bar(batches, total=len(batches), desc=f"epoch {epoch}/{cfg.epochs}",
                            unit="batch", enabled=self.show)
         first_step = self.step
+        n_steps = len(batches)
         for i, (x, share) in enumerate(bar):
+            if cfg.max_steps is not None and self.step >= cfg.max_steps:
+                n_steps = i   # the step cap ends this epoch early (every rank at the same step)
+                break
             beta = self.beta(epoch, self.step)
             with autocast, dist.noise(share):
                 loss, stats = model.loss(x.to_dense() if cfg.input == "dense" else x, beta=beta)
@@ -170,18 +174,18 @@ class Trainer:
             trace[i, 1] = stats["nll"] * share.weight
             trace[i, 2] = stats["kl"] * share.weight
             self.step += 1
-        values = dist.all_sum(trace)
+        values = dist.all_sum(trace[:n_steps])
         finite = torch.isfinite(values).all(dim=1)
         means = values.mean(dim=0).tolist()  # the epoch's synchronisation point
         if not all(math.isfinite(v) for v in means):
             bad_rows = (~finite).nonzero()
-            bad = int(bad_rows[0, 0]) if bad_rows.numel() else len(batches) - 1
+            bad = int(bad_rows[0, 0]) if bad_rows.numel() else n_steps - 1
             raise NonFiniteLossError(
                 f"non-finite training loss at epoch {epoch}, step {first_step + bad + 1} "
                 f"(batch {bad + 1} of {len(batches)}: loss={values[bad, 0].item()}, "
                 f"nll={values[bad, 1].item()}, kl={values[bad, 2].item()}); try a lower lr")
         return {"beta": beta, "loss": means[0], "nll": means[1], "kl": means[2],
-                "steps": len(batches)}
+                "steps": n_steps}
 
     def validate(self) -> float:
         """Validation metric (``config.val_metric``) of the current weights."""
@@ -335,12 +339,12 @@ def fit(data, *, model_config, train_config: TrainConfig, out=None, resume: bool
             run_folder.write_config(run_dir, trainer.configs(), data_path=data_path)
 
         best_dirty = False
-        while trainer.epoch < cfg.epochs and not trainer.stopped:
+        while trainer.epoch < cfg.epochs and not trainer.stopped and not _capped(trainer):
             record = trainer.run_epoch()
             best_dirty |= record["best"]
             if progress:
                 _print_epoch(record, cfg)
-            last_epoch = trainer.epoch == cfg.epochs or trainer.stopped
+            last_epoch = trainer.epoch == cfg.epochs or trainer.stopped or _capped(trainer)
             if writes and (trainer.epoch % cfg.checkpoint_every == 0 or last_epoch):
                 run_folder.save_checkpoints(run_dir, last=trainer.last_payload(),
                                             best=trainer.best_payload() if best_dirty else None,
@@ -374,6 +378,10 @@ def _as_dataset(data):
     from ..data.dataset import SplitDataset
 
     return SplitDataset.load(data), str(Path(data).resolve())
+
+
+def _capped(trainer: Trainer) -> bool:
+    return trainer.config.max_steps is not None and trainer.step >= trainer.config.max_steps
 
 
 def _would_stop(trainer: Trainer) -> bool:

@@ -31,7 +31,8 @@ LOG = "log.jsonl"
 TEST = "test.json"
 
 # TrainConfig fields that may change when a run is resumed: they do not change the trajectory
-RESUMABLE_CHANGES = ("epochs", "eval_batch_size", "test_metrics", "checkpoint_every", "patience")
+RESUMABLE_CHANGES = ("epochs", "eval_batch_size", "test_metrics", "checkpoint_every", "patience",
+                     "max_steps")
 
 
 # -- reading a run folder --------------------------------------------------------------------------
