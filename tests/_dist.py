@@ -1,7 +1,7 @@
 """Run a function on W local ranks of a gloo process group (spawned processes, 127.0.0.1 only).
 
 ``run_ranks(fn, world_size, *args)`` starts ``world_size`` spawned processes, each joins the group
-through :func:`evcf_fast.train.distributed.init_from_env` (the env:// variables torchrun sets) and
+through :func:`evcf_fast.train.launch.init_from_env` (the env:// variables torchrun sets) and
 calls ``fn(*args)``; the return values come back in rank order. A rank that fails re-raises its
 error in the caller; a run past ``timeout`` seconds is killed, so nothing hangs.
 """
@@ -26,18 +26,18 @@ def _rank_main(rank, world_size, port, fn, args, result_dir, timeout_s):
     os.environ.update({"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": str(rank),
                        "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world_size)})
     torch.set_num_threads(1)
-    from evcf_fast.train import distributed
+    from evcf_fast.train import launch
 
     out = Path(result_dir) / f"rank{rank}.pt"
     try:
-        distributed.init_from_env(device="cpu", timeout_s=timeout_s)
+        launch.init_from_env(device="cpu", timeout_s=timeout_s)
         value = fn(*args)
         torch.save({"ok": True, "value": value}, out)
     except BaseException as exc:  # reported to the test process
         torch.save({"ok": False, "type": type(exc).__name__, "message": str(exc),
                     "traceback": traceback.format_exc()}, out)
     finally:
-        distributed.shutdown()
+        launch.shutdown()
 
 
 def run_ranks(fn, world_size, *args, timeout=240, collective_timeout_s=60.0,
@@ -74,10 +74,10 @@ def _pool_main(rank, world_size, port, threads, setup, args, commands, done):
     os.environ.update({"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": str(rank),
                        "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world_size)})
     torch.set_num_threads(threads)
-    from evcf_fast.train import distributed
+    from evcf_fast.train import launch
 
     try:
-        distributed.init_from_env(device="cpu", timeout_s=120)
+        launch.init_from_env(device="cpu", timeout_s=120)
         state = setup(*args)
         done.put((rank, "ready"))
         while (fn := commands.get()) is not None:
@@ -85,7 +85,7 @@ def _pool_main(rank, world_size, port, threads, setup, args, commands, done):
     except BaseException:
         done.put((rank, "error: " + traceback.format_exc()))
     finally:
-        distributed.shutdown()
+        launch.shutdown()
 
 
 class RankPool:

@@ -24,7 +24,7 @@ from _train_data import clustered_split, one_torch_thread  # noqa: F401 (autouse
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from evcf_fast.train import distributed
+from evcf_fast.train import distributed, launch
 from evcf_fast.train.batches import DeviceRows, EpochBatches
 from evcf_fast.train.checkpoint import load_checkpoint
 
@@ -108,7 +108,7 @@ def test_missing_rendezvous_is_a_clear_error(monkeypatch):
     monkeypatch.setenv("RANK", "0")
     monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(ValueError, match=r"MASTER_ADDR.*missing rendezvous"):
-        distributed.init_from_env(device="cpu")
+        launch.init_from_env(device="cpu")
 
 
 def test_unreachable_rendezvous_times_out(monkeypatch):
@@ -118,16 +118,16 @@ def test_unreachable_rendezvous_times_out(monkeypatch):
     monkeypatch.setenv("MASTER_PORT", str(free_port()))  # nobody listens there
     t0 = time.monotonic()
     with pytest.raises(ValueError, match=r"rendezvous at 127\.0\.0\.1:\d+ failed for rank 1"):
-        distributed.init_from_env(device="cpu", timeout_s=3)
+        launch.init_from_env(device="cpu", timeout_s=3)
     assert time.monotonic() - t0 < 60
 
 
 def test_torchrun_command():
-    cmd = distributed.torchrun_command(["train", "--out", "r"], nproc_per_node=2, max_restarts=1)
+    cmd = launch.torchrun_command(["train", "--out", "r"], nproc_per_node=2, max_restarts=1)
     assert cmd[1:] == ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
                        "--max-restarts=1", "-m", "evcf_fast", "train", "--out", "r"]
     with pytest.raises(ValueError, match="nproc_per_node"):
-        distributed.torchrun_command([], nproc_per_node=0)
+        launch.torchrun_command([], nproc_per_node=0)
 
 
 # -- two ranks ----------------------------------------------------------------------------------

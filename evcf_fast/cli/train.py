@@ -23,7 +23,7 @@ from pathlib import Path
 
 from ..models.config import MODEL_NAMES
 from ..train.config import DEVICES, OPTIMIZERS, TrainConfig
-from ..train.distributed import DEFAULT_TIMEOUT_S
+from ..train.launch import DEFAULT_TIMEOUT_S
 
 
 def _default(field: str) -> str:
@@ -132,28 +132,28 @@ def _overrides(args) -> dict:
 
 
 def cmd_train(args) -> int:
-    from ..train import distributed
+    from ..train import launch
     from ..train.checkpoint import LAST
     from ..train.loop import fit
     from ..train.run_folder import resolve_configs
 
-    if args.nproc_per_node is not None and not distributed.launched():
+    if args.nproc_per_node is not None and not launch.launched():
         # the workers see the same command line and join the group torchrun forms
-        return distributed.launch_local(args.argv, nproc_per_node=args.nproc_per_node,
+        return launch.launch_local(args.argv, nproc_per_node=args.nproc_per_node,
                                         max_restarts=args.max_restarts)
     overrides = _overrides(args)
-    dist = distributed.init_from_env(device=str(overrides.get("device", "auto")),
+    dist = launch.init_from_env(device=str(overrides.get("device", "auto")),
                                      timeout_s=args.dist_timeout)
     try:
         # a group restarted by torchrun --max-restarts continues from its last checkpoint
-        resume = args.resume or (distributed.restarted() and (args.out / LAST).exists())
+        resume = args.resume or (launch.restarted() and (args.out / LAST).exists())
         data_dir, model_cfg, train_cfg = dist.agree(
             resolve_configs, args.out, data=args.data, preset=args.preset, overrides=overrides,
             resume=resume)
         result = fit(data_dir, model_config=model_cfg, train_config=train_cfg, out=args.out,
                      resume=resume, progress=not args.quiet, dist=dist)
     finally:
-        distributed.shutdown()
+        launch.shutdown()
     if dist.is_main:
         print(result.summary())
         print(f"run directory: {args.out}")
