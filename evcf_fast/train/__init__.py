@@ -8,7 +8,9 @@ lazily so that ``import evcf_fast.train`` stays cheap.
 Modules: ``loop`` (Trainer and fit), ``evaluation`` (scoring a held-out part), ``run_folder`` (the
 run directory, resume checks, configs from config.json), ``checkpoint`` (atomic .pt files, RNG
 states), ``batches`` (device-resident CSR), ``config``, ``optim``, ``schedules``, ``presets``,
-``inference`` (top-k from a trained run), ``plot``.
+``inference`` (top-k from a trained run), ``plot``, ``distributed`` (ranks of a torch.distributed
+run: sharded batches, gradient all-reduce, gathered evaluation) and ``launch`` (joining the
+process group, the torchrun launcher).
 """
 
 from __future__ import annotations
