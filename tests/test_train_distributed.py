@@ -320,3 +320,19 @@ def test_max_steps_caps_the_run_mid_epoch(tmp_path):
     assert out.epochs_run == 2 and (tmp_path / "r" / "test.json").exists()
     with pytest.raises(ValueError, match="max_steps"):
         w.configs("multvae", "adam", epochs=1, max_steps=0)
+
+
+def test_cli_flags_and_launcher_errors(tmp_path, capsys):
+    from evcf_fast.cli.main import main
+
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = capsys.readouterr().out
+    for flag in ("--nproc-per-node", "--max-restarts", "--dist-timeout", "--max-steps"):
+        assert flag in out
+    argv = ["train", "--data", str(tmp_path), "--out", str(tmp_path / "r"), "--nproc-per-node"]
+    assert main(argv + ["0"]) == 2
+    assert "nproc_per_node must be >= 1, got 0" in capsys.readouterr().err
+    assert main(argv + ["2", "--max-restarts", "-1"]) == 2
+    assert "max_restarts must be" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
