@@ -118,6 +118,9 @@ def main(argv=None) -> int:
     ap.add_argument("--batch-size", type=int, default=None,
                     help="global batch (default: the preset's, 200)")
     ap.add_argument("--threads", type=int, default=1, help="OMP threads per rank (default 1)")
+    ap.add_argument("--eval-batch-size", type=int, default=2000,
+                    help="users per scoring block (default 2000; the preset's 10,000 makes a "
+                         "711 MB score block and its masked copy per rank, the host peak)")
     args = ap.parse_args(argv)
     if not 0 < args.scale <= 1:
         ap.error(f"--scale must be in (0, 1], got {args.scale}")
@@ -127,7 +130,7 @@ def main(argv=None) -> int:
     evcf = [sys.executable, "-m", "evcf_fast"]
     raw, split, run = work / "raw", work / "split", work / "run"
     report = {"scale": args.scale, "nproc_per_node": args.nproc_per_node,
-              "max_steps": args.max_steps}
+              "max_steps": args.max_steps, "eval_batch_size": args.eval_batch_size}
     if not raw.exists():
         if args.scale == 1.0:
             report["synth_seconds"] = _timed(evcf + ["synth", "--preset", "netflix", "--format",
@@ -152,6 +155,7 @@ def main(argv=None) -> int:
     train = evcf + ["train", "--data", str(split), "--out", str(run), "--preset",
                     "evcf-hvamp-gated-netflix", "--device", "cpu", "--quiet",
                     "--max-steps", str(args.max_steps),
+                    "--set", f"eval_batch_size={args.eval_batch_size}",
                     "--nproc-per-node", str(args.nproc_per_node)]
     if args.batch_size:
         train += ["--batch-size", str(args.batch_size)]

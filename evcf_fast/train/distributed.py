@@ -15,7 +15,7 @@ unchanged) and :class:`DistContext` for ``W`` ranks. The semantics, stated once:
   fewer than ``W`` users) runs the step on the batch's last user with weight 0: it draws the same
   noise and joins the all-reduce, and contributes nothing.
 * **Gradients.** Rank ``r`` back-propagates ``(n_r / n) * loss_r`` (its share of the batch mean)
-  and the gradients are summed over the ranks by one all-reduce of a flat buffer, so the update
+  and the gradients are summed over the ranks by an all-reduce (in place, per tensor), so the update
   is that of the mean loss over the global batch, for Adam and AdamNormGrad alike (the optimizer
   then runs identically on every rank); per-step losses are summed the same way, once an epoch.
 * **Noise.** Each rank draws the dropout masks and reparameterisation noise of the *whole global
@@ -239,18 +239,19 @@ class DistContext(LocalContext):
         return global_batch_noise(share)
 
     def reduce_gradients(self, model) -> None:
-        """Sum the (weighted) gradients over the ranks: one all-reduce of a flat buffer."""
+        """Sum the (weighted) gradients over the ranks, in place, one all-reduce per tensor.
+
+        In place rather than through one flat buffer: at Netflix size a flat copy of the gradient
+        would add ~0.3 GB per rank to the host peak (a model of ~71M parameters).
+        """
         import torch.distributed as dist
 
-        params = [p for p in model.parameters() if p.requires_grad]
-        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
-        flat = torch.cat([g.reshape(-1) for g in grads])
-        dist.all_reduce(flat, op=dist.ReduceOp.SUM)
-        offset = 0
-        for p, g in zip(params, grads):
-            n = g.numel()
-            p.grad = flat[offset:offset + n].view_as(p)
-            offset += n
+        for p in model.parameters():
+            if not p.requires_grad:
+                continue
+            if p.grad is None:   # unused this step here, maybe not on another rank
+                p.grad = torch.zeros_like(p)
+            dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
 
     def all_sum(self, tensor: torch.Tensor) -> torch.Tensor:
         import torch.distributed as dist
