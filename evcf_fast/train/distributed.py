@@ -242,7 +242,7 @@ class DistContext(LocalContext):
         """Sum the (weighted) gradients over the ranks, in place, one all-reduce per tensor.
 
         In place rather than through one flat buffer: at Netflix size a flat copy of the gradient
-        would add ~0.3 GB per rank to the host peak (a model of ~71M parameters).
+        would add ~0.3 GB per rank to the host peak (the 77M-parameter Netflix H+Vamp).
         """
         import torch.distributed as dist
 
