@@ -22,8 +22,7 @@ import json
 from pathlib import Path
 
 from ..models.config import MODEL_NAMES
-from ..train.config import DEVICES, OPTIMIZERS, TrainConfig
-from ..train.launch import DEFAULT_TIMEOUT_S
+from ..train.config import DEVICES, DIST_TIMEOUT_S, OPTIMIZERS, TrainConfig
 
 
 def _default(field: str) -> str:
@@ -83,8 +82,8 @@ def register(subparsers) -> None:
     g.add_argument("--max-restarts", type=int, default=0, metavar="K",
                    help="with --nproc-per-node: restart the group up to K times after a "
                         "failure; it resumes from the last checkpoint (default: 0)")
-    g.add_argument("--dist-timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="SECONDS",
-                   help=f"rendezvous and collective timeout (default: {DEFAULT_TIMEOUT_S:g})")
+    g.add_argument("--dist-timeout", type=float, default=DIST_TIMEOUT_S, metavar="SECONDS",
+                   help=f"rendezvous and collective timeout (default: {DIST_TIMEOUT_S:g})")
     t.set_defaults(func=cmd_train)
 
     r = subparsers.add_parser(

@@ -18,6 +18,7 @@ OPTIMIZERS = ("adam", "adamnormgrad")
 BETA_SCHEDULES = ("epoch", "step")
 DEVICES = ("auto", "cpu", "cuda")
 INPUTS = ("sparse", "dense")
+DIST_TIMEOUT_S = 300.0   # distributed runs: rendezvous and collective timeout, in seconds
 
 TEST_METRICS = ("ndcg@100", "ndcg@20", "ndcg@10", "recall@50", "recall@20", "recall@10", "recall@5",
                 "recall@1")

@@ -16,10 +16,11 @@ import sys
 import torch
 
 from .._checks import check_float, check_int, must_be
+from .config import DIST_TIMEOUT_S
 from .distributed import DistContext, LocalContext
 from .evaluation import resolve_device
 
-DEFAULT_TIMEOUT_S = 300.0          # rendezvous and every collective
+DEFAULT_TIMEOUT_S = DIST_TIMEOUT_S  # rendezvous and every collective
 RENDEZVOUS_ENV = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 
 
