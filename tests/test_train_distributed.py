@@ -310,6 +310,14 @@ def test_kill_9_and_torchrun_restart_equal_the_uninterrupted_run(tmp_path):
     assert plain.returncode == 0, err[-3000:]
     _same_run(tmp_path / "killed", tmp_path / "plain")
 
+    # a distributed run's folder serves the single-process commands unchanged
+    from evcf_fast.cli.main import main
+
+    run = str(tmp_path / "killed")
+    assert main(["recommend", "--run", run, "--user", "3100", "--k", "3", "--json"]) == 0
+    assert main(["evaluate", "--run", run, "--part", "test", "--metrics", "ndcg@10"]) == 0
+    assert main(["plot", run]) == 0 and (tmp_path / "killed" / "curves.png").exists()
+
 
 def test_max_steps_caps_the_run_mid_epoch(tmp_path):
     mc, tc = w.configs("multvae", "adam", epochs=5, batch_size=64, max_steps=7)
