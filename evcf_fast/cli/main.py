@@ -101,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     previous = _sigterm_as_interrupt()
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # for relaunching (torchrun)
     try:
         return int(args.func(args) or 0)
     except ImportError as exc:  # torch missing: a base install without the `train` extra

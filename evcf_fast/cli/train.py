@@ -5,6 +5,9 @@ Examples::
     evcf train --data data/ml20m --preset evcf-hvamp-gated-ml20m --out runs/hvamp
     evcf train --data data/small --model multvae --epochs 20 --batch-size 500 --out runs/mv
     evcf train --out runs/hvamp --resume                 # continue a killed run exactly
+    evcf train --data data/ml20m --preset evcf-hvamp-gated-ml20m --out runs/h2 --nproc-per-node 2
+    torchrun --nproc-per-node 8 --nnodes 2 --rdzv-backend c10d --rdzv-endpoint HOST:29400 \
+        -m evcf_fast train --data data/netflix --preset evcf-hvamp-gated-netflix --out runs/n
     evcf train --data data/small --preset multvae-liang --set anneal_cap=0.3 --out runs/mv2
     evcf train --config runs/mv2/config.json --seed 1 --out runs/mv3   # vary a run
     evcf train --data data/small --preset evcf-baseline --out runs/b --dry-run
@@ -24,7 +27,7 @@ import json
 from pathlib import Path
 
 from ..models.config import MODEL_NAMES
-from ..train.config import DEVICES, OPTIMIZERS, TrainConfig
+from ..train.config import DEVICES, DIST_TIMEOUT_S, OPTIMIZERS, TrainConfig
 
 
 def _default(field: str) -> str:
@@ -83,12 +86,26 @@ def register(subparsers) -> None:
     g.add_argument("--max-beta", type=float,
                    help=f"KL weight after the warm-up {_default('max_beta')}")
     g.add_argument("--seed", type=int, help=_default("seed"))
+    g.add_argument("--max-steps", type=int, metavar="S",
+                   help="stop after S optimizer steps (a cap for smoke runs and measurements; "
+                        "the epoch in progress is validated and checkpointed)")
     g.add_argument("--device", choices=DEVICES, help=_default("device"))
     g.add_argument("--bf16", action="store_true", default=None, help="bf16 autocast (CUDA)")
     g.add_argument("--tf32", action="store_true", default=None, help="TF32 matmuls (CUDA)")
     g.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config field, e.g. --set hidden_size=300 --set "
                         "patience=null (values parse as JSON, else as strings)")
+    g = t.add_argument_group(
+        "distributed (torch.distributed; see the README's \"Distributed training\")")
+    g.add_argument("--nproc-per-node", type=int, metavar="N",
+                   help="run on N local processes through torchrun (one per GPU with CUDA, gloo "
+                        "on the CPU); --batch-size stays the global batch. Several machines: "
+                        "`torchrun ... -m evcf_fast train ...`")
+    g.add_argument("--max-restarts", type=int, default=0, metavar="K",
+                   help="with --nproc-per-node: restart the group up to K times after a "
+                        "failure; it resumes from the last checkpoint (default: 0)")
+    g.add_argument("--dist-timeout", type=float, default=DIST_TIMEOUT_S, metavar="SECONDS",
+                   help=f"rendezvous and collective timeout (default: {DIST_TIMEOUT_S:g})")
     t.set_defaults(func=cmd_train, on_interrupt=train_interrupted)
 
     r = subparsers.add_parser(
@@ -156,7 +173,7 @@ def parse_set(items: list[str]) -> dict:
 _FLAGS = {"--model": "model", "--gated": "gated", "--epochs": "epochs",
           "--batch-size": "batch_size", "--lr": "lr", "--optimizer": "optimizer",
           "--max-beta": "max_beta", "--seed": "seed", "--device": "device", "--bf16": "bf16",
-          "--tf32": "tf32"}
+          "--tf32": "tf32", "--max-steps": "max_steps"}
 
 
 def _overrides(args) -> tuple[dict, str | None, Path | None]:
@@ -195,16 +212,36 @@ def cmd_train(args) -> int:
         print(dry_run(args.out, data=data, preset=preset, overrides=overrides,
                       resume=args.resume))
         return 0
+    from ..train import launch
+    from ..train.checkpoint import LAST
     from ..train.run_folder import resolve_configs
     from ..train.zoo import fit
 
-    data_dir, model_cfg, train_cfg = resolve_configs(
-        args.out, data=data, preset=preset, overrides=overrides, resume=args.resume)
-    result = fit(data_dir, model_config=model_cfg, train_config=train_cfg, out=args.out,
-                 resume=args.resume, progress=not args.quiet, epoch_lines=True)
-    print(result.summary())
-    print(f"run directory: {args.out} (next: evcf plot {args.out}; evcf recommend --run "
-          f"{args.out} --user ID; evcf evaluate --run {args.out})")
+    if args.nproc_per_node is not None and not launch.launched():
+        # the workers see the same command line and join the group torchrun forms
+        return launch.launch_local(args.argv, nproc_per_node=args.nproc_per_node,
+                                   max_restarts=args.max_restarts)
+    dist = launch.init_from_env(device=str(overrides.get("device", "auto")),
+                                timeout_s=args.dist_timeout)
+    try:
+        # a group restarted by torchrun --max-restarts continues from its last checkpoint
+        resume = args.resume or (launch.restarted() and (args.out / LAST).exists())
+        data_dir, model_cfg, train_cfg = dist.agree(
+            resolve_configs, args.out, data=data, preset=preset, overrides=overrides,
+            resume=resume)
+        if model_cfg.is_closed_form and dist.world_size > 1:
+            raise ValueError(f"model {model_cfg.model!r} is fitted in closed form in one process; "
+                             f"run it without --nproc-per-node / torchrun (got "
+                             f"{dist.world_size} processes)")
+        loop_options = {"dist": dist} if not model_cfg.is_closed_form else {}
+        result = fit(data_dir, model_config=model_cfg, train_config=train_cfg, out=args.out,
+                     resume=resume, progress=not args.quiet, epoch_lines=True, **loop_options)
+    finally:
+        launch.shutdown()
+    if dist.is_main:
+        print(result.summary())
+        print(f"run directory: {args.out} (next: evcf plot {args.out}; evcf recommend --run "
+              f"{args.out} --user ID; evcf evaluate --run {args.out})")
     return 0
 
 

@@ -9,7 +9,9 @@ Modules: ``loop`` (Trainer and fit), ``evaluation`` (scoring a held-out part), `
 run directory, resume checks, configs from config.json), ``checkpoint`` (atomic .pt files, RNG
 states), ``batches`` (device-resident CSR), ``config``, ``optim``, ``schedules``, ``presets``,
 ``inference`` (top-k from a trained run), ``plot``, ``zoo`` (``fit`` for every model: the
-closed-form baselines' own short path, the loop for the rest).
+closed-form baselines' own short path, the loop for the rest), ``distributed`` (ranks of a
+torch.distributed run: sharded batches, gradient all-reduce, gathered evaluation) and ``launch``
+(joining the process group, the torchrun launcher).
 """
 
 from __future__ import annotations

@@ -98,6 +98,8 @@ def capture_rng(shuffle: torch.Generator) -> dict:
     }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["torch_cuda"] = torch.cuda.get_rng_state_all()
+        # the generator this process draws from (a distributed rank's own GPU)
+        state["torch_cuda_current"] = torch.cuda.get_rng_state()
     return state
 
 
@@ -106,12 +108,14 @@ def restore_rng(state: dict, shuffle: torch.Generator) -> None:
     torch.set_rng_state(state["torch_cpu"])
     if "torch_cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["torch_cuda"])
+        if "torch_cuda_current" in state:
+            torch.cuda.set_rng_state(state["torch_cuda_current"])
     n = state["numpy"]
     np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
                          n["gauss"]))
     p = state["python"]
     random.setstate((p["version"], tuple(int(v) for v in p["state"].tolist()), p["gauss"]))
-    if state["shuffle_device"] != str(shuffle.device):
+    if torch.device(state["shuffle_device"]).type != shuffle.device.type:
         raise IncompatibleDatasetError(
             f"checkpoint's batch-shuffle generator lives on {state['shuffle_device']}, this run "
             f"uses {shuffle.device}; resume on the same device type to continue exactly")

@@ -17,6 +17,7 @@ OPTIMIZERS = ("adam", "adamnormgrad")
 BETA_SCHEDULES = ("epoch", "step")
 DEVICES = ("auto", "cpu", "cuda")
 INPUTS = ("sparse", "dense")
+DIST_TIMEOUT_S = 300.0   # distributed runs: rendezvous and collective timeout, in seconds
 
 TEST_METRICS = ("ndcg@100", "ndcg@20", "ndcg@10", "recall@50", "recall@20", "recall@10", "recall@5",
                 "recall@1")
@@ -51,6 +52,8 @@ class TrainConfig(ConfigMixin):
     val_metric: str = "ndcg@100"       # model-selection metric (authors: NDCG@100)
     test_metrics: tuple[str, ...] = TEST_METRICS   # reported once for the best checkpoint
     checkpoint_every: int = 1          # epochs between resumable checkpoints (and the last one)
+    max_steps: int | None = None       # stop after this many optimizer steps (a smoke/bench cap;
+                                       # the epoch in progress ends there and is validated)
 
     def __post_init__(self):
         self._set("epochs", check_int(self.epochs, "epochs", minimum=1))
@@ -82,6 +85,7 @@ class TrainConfig(ConfigMixin):
         self._set("test_metrics", tuple(self.test_metrics))
         self._set("checkpoint_every",
                   check_int(self.checkpoint_every, "checkpoint_every", minimum=1))
+        self._set("max_steps", check_int(self.max_steps, "max_steps", minimum=1, allow_none=True))
 
 
 

@@ -34,10 +34,9 @@ import torch
 from .._progress import progress as progress_bar
 from ..errors import IncompatibleDatasetError, NonFiniteLossError
 from . import checkpoint as ckpt
-from . import logs, report, run_folder
-from .batches import DeviceRows, EpochBatches
+from . import distributed, logs, report, run_folder
 from .config import TrainConfig
-from .evaluation import EvalPart, evaluate_part, resolve_device
+from .evaluation import resolve_device
 from .optim import make_optimizer
 from .schedules import EarlyStopping, beta_epoch, beta_step, early_stopping_update
 
@@ -74,9 +73,13 @@ class Trainer:
         ``train`` (scipy CSR), ``part("validation")``, ``n_items``, ``meta``.
     progress : bool
         Show a progress bar per epoch and a summary line per epoch on stderr.
+    dist : LocalContext or DistContext, optional
+        The ranks this run is spread over (:mod:`evcf_fast.train.distributed`); default: one
+        process.
     """
 
-    def __init__(self, model_config, train_config: TrainConfig, data, *, progress: bool = True):
+    def __init__(self, model_config, train_config: TrainConfig, data, *, progress: bool = True,
+                 dist=None):
         from ..models import build_model
 
         cfg = train_config
@@ -103,17 +106,21 @@ class Trainer:
         if cfg.batch_size > n_train:
             raise ValueError(f"batch_size={cfg.batch_size} is larger than the number of training "
                              f"users ({n_train}); choose --batch-size <= {n_train}")
+        self.dist = dist if dist is not None else distributed.LocalContext()
         self.model_config, self.config, self.show = model_config, cfg, progress
         self.fingerprint = ckpt.dataset_fingerprint(data)
+        self.dist.check_setup(data, configs=self.configs(), train_config=cfg)
         seed_everything(cfg.seed)
         self.model = build_model(model_config).to(self.device)
+        self.dist.sync_parameters(self.model)
         self.optimizer = make_optimizer(cfg.optimizer, self.model, lr=cfg.lr,
                                         weight_decay=cfg.weight_decay, device=self.device,
                                         fused=cfg.fused)
         self.shuffle = torch.Generator(device=self.device)
         self.shuffle.manual_seed(cfg.seed)
-        self.train_rows = DeviceRows(data.train, self.device)
-        self.val = EvalPart(*data.part("validation"), self.device)
+        self.train_rows = self.dist.train_rows(data.train, self.device)
+        self.val = self.dist.eval_part(*data.part("validation"), self.device,
+                                       batch_size=cfg.eval_batch_size)
         self.epoch = 0        # epochs completed
         self.step = 0         # optimizer updates made
         self.stopping = EarlyStopping()
@@ -141,46 +148,53 @@ class Trainer:
         cfg, model, opt = self.config, self.model, self.optimizer
         epoch = self.epoch + 1
         model.train()
-        batches = EpochBatches.shuffled(self.train_rows, batch_size=cfg.batch_size,
-                                        generator=self.shuffle)
-        # per-step (loss, nll, kl) kept on the device: no host round trip per step
-        trace = torch.empty((len(batches), 3), dtype=torch.float32, device=self.device)
+        dist = self.dist
+        batches = dist.epoch_batches(self.train_rows, batch_size=cfg.batch_size,
+                                     generator=self.shuffle)
+        # per-step (loss, nll, kl) kept on the device: no host round trip per step; a rank
+        # records its share of the batch mean (weight n_rank / n_batch), summed over the ranks
+        trace = torch.empty((len(batches), 3), dtype=torch.float64, device=self.device)
         autocast = torch.autocast(device_type=self.device.type, dtype=torch.bfloat16,
                                   enabled=cfg.bf16)
         beta = 0.0
         bar = progress_bar(batches, total=len(batches), desc=f"epoch {epoch}/{cfg.epochs}",
                            unit="batch", enabled=self.show)
         first_step = self.step
-        for i, (x, _rows) in enumerate(bar):
+        n_steps = len(batches)
+        for i, (x, share) in enumerate(bar):
+            if cfg.max_steps is not None and self.step >= cfg.max_steps:
+                n_steps = i   # the step cap ends this epoch early (every rank at the same step)
+                break
             beta = self.beta(epoch, self.step)
-            with autocast:
+            with autocast, dist.noise(share):
                 loss, stats = model.loss(x.to_dense() if cfg.input == "dense" else x, beta=beta)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            (loss if share.weight == 1.0 else loss * share.weight).backward()
+            dist.reduce_gradients(model)
             opt.step()
-            trace[i, 0] = loss.detach()
-            trace[i, 1] = stats["nll"]
-            trace[i, 2] = stats["kl"]
+            trace[i, 0] = loss.detach() * share.weight
+            trace[i, 1] = stats["nll"] * share.weight
+            trace[i, 2] = stats["kl"] * share.weight
             self.step += 1
-        values = trace.double()
+        values = dist.all_sum(trace[:n_steps])
         finite = torch.isfinite(values).all(dim=1)
         means = values.mean(dim=0).tolist()  # the epoch's synchronisation point
         if not all(math.isfinite(v) for v in means):
             bad_rows = (~finite).nonzero()
-            bad = int(bad_rows[0, 0]) if bad_rows.numel() else len(batches) - 1
+            bad = int(bad_rows[0, 0]) if bad_rows.numel() else n_steps - 1
             raise NonFiniteLossError(
                 f"non-finite training loss at epoch {epoch}, step {first_step + bad + 1} "
                 f"(batch {bad + 1} of {len(batches)}: loss={values[bad, 0].item()}, "
                 f"nll={values[bad, 1].item()}, kl={values[bad, 2].item()}); try a lower lr")
         return {"beta": beta, "loss": means[0], "nll": means[1], "kl": means[2],
-                "steps": len(batches)}
+                "steps": n_steps}
 
     def validate(self) -> float:
         """Validation metric (``config.val_metric``) of the current weights."""
         metric = self.config.val_metric
-        res = evaluate_part(self.model, self.val, metrics=(metric,),
-                            batch_size=self.config.eval_batch_size,
-                            dense=self.config.input == "dense")
+        res = self.dist.evaluate(self.model, self.val, metrics=(metric,),
+                                 batch_size=self.config.eval_batch_size,
+                                 dense=self.config.input == "dense")
         return float(res.mean[metric])
 
     def run_epoch(self) -> dict:
@@ -268,7 +282,7 @@ class FitResult:
 
 def fit(data, *, model_config, train_config: TrainConfig, out=None, resume: bool = False,
         progress: bool = True, evaluate_test: bool = True, on_epoch=None,
-        epoch_lines: bool | None = None) -> FitResult:
+        epoch_lines: bool | None = None, dist=None) -> FitResult:
     """Train a model with EVCF's procedure and evaluate its best checkpoint on the test users.
 
     Parameters
@@ -295,6 +309,10 @@ def fit(data, *, model_config, train_config: TrainConfig, out=None, resume: bool
         Evaluate the best weights on the test part at the end.
     on_epoch : callable, optional
         Called with each epoch's log record after its checkpoint is written.
+    dist : LocalContext or DistContext, optional
+        The ranks of a distributed run (:mod:`evcf_fast.train.distributed`: batch, noise and
+        evaluation semantics); None: the initialised default process group when there is one
+        (under torchrun), else one process. Rank 0 writes the run folder and shows progress.
 
     Returns
     -------
@@ -309,13 +327,17 @@ def fit(data, *, model_config, train_config: TrainConfig, out=None, resume: bool
     FileExistsError, FileNotFoundError
         ``out`` already holds a run (without ``resume``), or has none to resume.
     """
-    data, data_path = _as_dataset(data)
+    dist = distributed.current(dist)
+    data, data_path = dist.agree(_as_dataset, data)
     _check_parts(data, evaluate_test=evaluate_test)
     run_dir = Path(out) if out is not None else None
-    saved = run_folder.open_run(run_dir, data, model_config=model_config,
-                                train_config=train_config, resume=resume)
+    saved = dist.agree(run_folder.open_run, run_dir, data, model_config=model_config,
+                       train_config=train_config, resume=resume)
     cfg = train_config
-    trainer = Trainer(model_config, cfg, data, progress=progress and report.stderr_is_terminal())
+    progress = progress and dist.is_main  # one rank speaks for the group
+    trainer = Trainer(model_config, cfg, data, progress=progress and report.stderr_is_terminal(),
+                      dist=dist)
+    writes = run_dir is not None and dist.is_main
     with _matmul_precision(cfg.tf32):
         if saved is not None:
             trainer.load_last(saved)
@@ -331,19 +353,19 @@ def fit(data, *, model_config, train_config: TrainConfig, out=None, resume: bool
                 data_path=data_path, run_dir=run_dir,
                 resumed_epoch=trainer.epoch if resume else None))
         run_log = None
-        if run_dir is not None:
+        if writes:
             run_folder.write_config(run_dir, trainer.configs(), data_path=data_path)
             run_log = logs.RunLog(run_dir, trainer.history)
         print_epoch = report.EpochPrinter(cfg, bars=trainer.show, start_epoch=trainer.epoch)
 
         best_dirty = False
-        while trainer.epoch < cfg.epochs and not trainer.stopped:
+        while trainer.epoch < cfg.epochs and not trainer.stopped and not _capped(trainer):
             record = trainer.run_epoch()
             best_dirty |= record["best"]
-            if progress if epoch_lines is None else epoch_lines:
+            if dist.is_main and (progress if epoch_lines is None else epoch_lines):
                 print_epoch(record)
-            last_epoch = trainer.epoch == cfg.epochs or trainer.stopped
-            if run_dir is not None and (trainer.epoch % cfg.checkpoint_every == 0 or last_epoch):
+            last_epoch = trainer.epoch == cfg.epochs or trainer.stopped or _capped(trainer)
+            if writes and (trainer.epoch % cfg.checkpoint_every == 0 or last_epoch):
                 run_folder.save_checkpoints(run_dir, last=trainer.last_payload(),
                                             best=trainer.best_payload() if best_dirty else None)
                 best_dirty = False
@@ -360,10 +382,11 @@ def fit(data, *, model_config, train_config: TrainConfig, out=None, resume: bool
         model.eval()
         test = None
         if evaluate_test:
-            part = EvalPart(*data.part("test"), trainer.device)
-            test = evaluate_part(model, part, metrics=cfg.test_metrics,
+            part = dist.eval_part(*data.part("test"), trainer.device,
+                                  batch_size=cfg.eval_batch_size)
+            test = dist.evaluate(model, part, metrics=cfg.test_metrics,
                                  batch_size=cfg.eval_batch_size, dense=cfg.input == "dense")
-            if run_dir is not None:
+            if writes:
                 run_folder.write_test(run_dir, test, best_epoch=trainer.stopping.best_epoch,
                                       metric=cfg.val_metric, best_metric=trainer.stopping.best,
                                       user_ids=getattr(data, "test_user_ids", None))
@@ -393,6 +416,10 @@ def _check_parts(data, *, evaluate_test: bool) -> None:
             raise ValueError(f"the dataset has no {name} users with held-out items (got "
                              f"{n_users} {name} users); training validates every epoch and tests "
                              f"the best one: prepare the split with --n-heldout >= 1")
+
+
+def _capped(trainer: Trainer) -> bool:
+    return trainer.config.max_steps is not None and trainer.step >= trainer.config.max_steps
 
 
 def _would_stop(trainer: Trainer) -> bool:

@@ -35,7 +35,8 @@ TEST = "test.json"
 TEST_PER_USER = "test_per_user.parquet"
 
 # TrainConfig fields that may change when a run is resumed: they do not change the trajectory
-RESUMABLE_CHANGES = ("epochs", "eval_batch_size", "test_metrics", "checkpoint_every", "patience")
+RESUMABLE_CHANGES = ("epochs", "eval_batch_size", "test_metrics", "checkpoint_every", "patience",
+                     "max_steps")
 
 
 # -- reading a run folder --------------------------------------------------------------------------
