@@ -196,7 +196,7 @@ def test_torn_last_line_is_ignored(tmp_path, capsys):
     assert read_log(tmp_path) == [{"epoch": 1}, {"epoch": 2}]
     assert "line 3: torn last line ignored" in capsys.readouterr().err
     (tmp_path / "log.jsonl").write_text('{"epoch": 1}\n{"epo\n{"epoch": 3}\n')
-    with pytest.raises(ValueError, match=r"log.jsonl, line 2: not a JSON record"):
+    with pytest.raises(ValueError, match=r"log.jsonl:2: not a JSON record"):
         read_log(tmp_path)
 
 

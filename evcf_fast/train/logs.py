@@ -38,7 +38,7 @@ def read_log(run, *, warn: bool = True) -> list[dict]:
     text = path.read_text()
     lines = text.split("\n")
     complete, tail = lines[:-1], lines[-1]  # tail: text after the last newline ("" if none)
-    records = []
+    records, torn = [], None
     for number, line in enumerate(complete, start=1):
         if not line.strip():
             continue
@@ -46,19 +46,18 @@ def read_log(run, *, warn: bool = True) -> list[dict]:
             records.append(json.loads(line))
         except json.JSONDecodeError as exc:
             if number == len(complete) and not tail:
-                _torn(path, number, warn)
+                torn = number
                 break
-            raise ValueError(f"{path}, line {number}: not a JSON record ({exc.msg})") from None
+            raise ValueError(f"{path}:{number}: not a JSON record ({exc.msg})") from None
     if tail.strip():
-        _torn(path, len(complete) + 1, warn)
+        torn = len(complete) + 1
     if not records:
+        if torn is not None:
+            raise ValueError(f"{path}:{torn}: not a JSON record (a torn line: the run was stopped "
+                             f"while writing it); the file holds no complete epoch yet")
         raise ValueError(f"{path} holds no epochs yet")
-    for number, r in enumerate(records, start=1):
-        missing = [k for k in ("epoch", "loss", "nll", "kl", "beta")
-                   if not isinstance(r, dict) or k not in r]
-        if missing:
-            raise ValueError(f"{path}:{number}: epoch record is missing {missing}; the file "
-                             f"is damaged (it is written by `evcf train`)")
+    if torn is not None:
+        _torn(path, torn, warn)
     return records
 
 

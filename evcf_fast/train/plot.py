@@ -65,7 +65,7 @@ def plot_runs(runs, *, out=None) -> Path:
             raise ValueError(f"{len(runs)} runs need --out FILE.png (the default RUN/curves.png "
                              f"is for a single run)")
         out = runs[0] / "curves.png"
-    logs = [read_log(r) for r in runs]
+    logs = [_plottable(r, read_log(r)) for r in runs]
     fig = Figure(figsize=(13, 7.5), layout="constrained")
     axes = fig.subplots(2, 2, sharex=True).ravel()
     panels = (("nll", "reconstruction (NLL per user)", "NLL"),
@@ -107,6 +107,17 @@ def plot_runs(runs, *, out=None) -> Path:
     with atomic_file(out, inputs=run_files, what="--out") as tmp:
         fig.savefig(tmp, format="png", dpi=100)
     return out
+
+
+def _plottable(run: Path, records: list[dict]) -> list[dict]:
+    """``records`` if every one holds what the panels draw; else a ValueError naming the line."""
+    for number, r in enumerate(records, start=1):
+        missing = [k for k in ("epoch", "loss", "nll", "kl", "beta")
+                   if not isinstance(r, dict) or k not in r]
+        if missing:
+            raise ValueError(f"{run / 'log.jsonl'}:{number}: epoch record is missing {missing}; "
+                             f"the file is damaged (it is written by `evcf train`)")
+    return records
 
 
 def plot_run(run, *, out=None) -> Path:
