@@ -92,3 +92,22 @@ class ConfigMixin:
     def from_dict(cls, d: dict):
         """Inverse of :meth:`to_dict`; unknown keys and type mismatches are errors naming them."""
         return dataclass_from_dict(cls, d)
+
+
+def read_toml(path, *, what: str = "") -> dict:
+    """The TOML file ``path`` as a dict; a ValueError naming the file (and ``what`` reads it)
+    with the parser's position otherwise. Python 3.10 needs the ``tomli`` backport."""
+    from pathlib import Path
+
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        try:
+            import tomli as tomllib
+        except ModuleNotFoundError:
+            raise ValueError(f"{what}{path}: reading TOML needs Python >= 3.11 or the tomli "
+                             f"package (pip install tomli), or use a JSON file") from None
+    try:
+        return tomllib.loads(Path(path).read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{what}{path}: not valid TOML ({exc})") from None

@@ -49,15 +49,9 @@ def read_config_file(path) -> dict:
         raise FileNotFoundError(f"--config: file {str(path)!r} does not exist")
     text = path.read_text()
     if path.suffix.lower() == ".toml":
-        try:
-            import tomllib
-        except ModuleNotFoundError:  # Python 3.10
-            raise ValueError(f"--config {path}: TOML needs Python >= 3.11; use a JSON file "
-                             f"(a run's config.json works)") from None
-        try:
-            raw = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise ValueError(f"--config {path}: not valid TOML: {exc}") from None
+        from .._config import read_toml
+
+        raw = read_toml(path, what="--config ")
     else:
         try:
             raw = json.loads(text)

@@ -40,6 +40,7 @@ import shlex
 from pathlib import Path
 
 from .._checks import check_int
+from .._config import read_toml
 
 _ROW_KEYS = ("name", "model", "preset", "set", "sweep", "trials")
 _STUDY_KEYS = ("data", "out", "set", "rows")
@@ -125,15 +126,8 @@ class StudySpec:
 
     @classmethod
     def load(cls, path) -> StudySpec:
-        try:
-            import tomllib
-        except ModuleNotFoundError:  # Python 3.10
-            import tomli as tomllib
         path = Path(path)
-        try:
-            d = tomllib.loads(path.read_text())
-        except tomllib.TOMLDecodeError as exc:
-            raise ValueError(f"{path}: not valid TOML ({exc})") from None
+        d = read_toml(path)
         return cls.from_dict(d, base=path.parent, source=str(path))
 
 

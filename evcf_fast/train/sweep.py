@@ -44,6 +44,7 @@ import warnings
 from pathlib import Path
 
 from .._checks import check_choice, check_float, check_int, must_be
+from .._config import read_toml
 
 SAMPLERS = ("tpe", "random", "grid")
 PRUNERS = ("median", "none")
@@ -143,15 +144,8 @@ class SweepSpec:
     @classmethod
     def load(cls, path) -> SweepSpec:
         """Read a TOML spec file."""
-        try:
-            import tomllib
-        except ModuleNotFoundError:  # Python 3.10
-            import tomli as tomllib
         path = Path(path)
-        try:
-            d = tomllib.loads(path.read_text())
-        except tomllib.TOMLDecodeError as exc:
-            raise ValueError(f"{path}: not valid TOML ({exc})") from None
+        d = read_toml(path)
         return cls.from_dict(d, source=str(path))
 
 
