@@ -66,3 +66,21 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+# flags that make `evcf train` quick on clustered_split data (the CLI tests share them)
+SMALL_TRAIN_FLAGS = ["--set", "hidden_size=16", "--set", "latent_size=4", "--set",
+                     "eval_batch_size=16", "--device", "cpu", "--quiet", "--batch-size", "64"]
+
+
+def saved_clustered_split(path, *, n_items=120):
+    """clustered_split with raw-looking ids and a name, saved as a dataset folder at ``path``."""
+    s = clustered_split(n_items=n_items)
+    ds = SplitDataset(train=s.train, validation_fold_in=s.validation_fold_in,
+                      validation_heldout=s.validation_heldout, test_fold_in=s.test_fold_in,
+                      test_heldout=s.test_heldout, item_ids=np.arange(n_items) * 10 + 7,
+                      train_user_ids=np.arange(s.train.shape[0]) + 1000,
+                      validation_user_ids=np.arange(s.validation_fold_in.shape[0]) + 2000,
+                      test_user_ids=np.arange(s.test_fold_in.shape[0]) + 3000,
+                      meta={"name": "clustered"})
+    return ds.save(path)

@@ -652,6 +652,10 @@ API_CASES = [
         clustered_split(n_heldout=0), model_config=ev.ModelConfig(model="multvae", n_items=50),
         train_config=ev.TrainConfig(device="cpu", epochs=1)), ValueError,
      r"no validation users with held-out items"),
+    ("fit-closed-form-no-validation-users", lambda w: ev.fit(
+        clustered_split(n_heldout=0), model_config=ev.ModelConfig(model="ease", n_items=50),
+        train_config=ev.TrainConfig(device="cpu", epochs=1)), ValueError,
+     r"no validation users with held-out items"),
 ]
 
 

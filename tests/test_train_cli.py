@@ -5,7 +5,12 @@ import json
 import numpy as np
 import pytest
 import torch
-from _train_data import clustered_split, one_torch_thread  # noqa: F401 (autouse)
+from _train_data import (
+    SMALL_TRAIN_FLAGS,
+    clustered_split,
+    one_torch_thread,  # noqa: F401 (autouse)
+    saved_clustered_split,
+)
 
 from evcf_fast.cli import main
 from evcf_fast.cli.train import parse_set
@@ -15,20 +20,12 @@ from evcf_fast.train import checkpoint as ckpt
 from evcf_fast.train.inference import item_history, top_k
 from evcf_fast.train.presets import PRESETS, get_preset, resolve, split_overrides
 
-SMALL = ["--set", "hidden_size=16", "--set", "latent_size=4", "--set", "eval_batch_size=16",
-         "--device", "cpu", "--quiet", "--batch-size", "64"]
+SMALL = SMALL_TRAIN_FLAGS
 
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
-    s = clustered_split(n_items=120)
-    ds = SplitDataset(train=s.train, validation_fold_in=s.validation_fold_in,
-                      validation_heldout=s.validation_heldout, test_fold_in=s.test_fold_in,
-                      test_heldout=s.test_heldout, item_ids=np.arange(120) * 10 + 7,
-                      train_user_ids=np.arange(240) + 1000,
-                      validation_user_ids=np.arange(40) + 2000,
-                      test_user_ids=np.arange(40) + 3000, meta={"name": "clustered"})
-    return ds.save(tmp_path_factory.mktemp("data") / "split")
+    return saved_clustered_split(tmp_path_factory.mktemp("data") / "split")
 
 
 @pytest.fixture(scope="module")

@@ -86,13 +86,7 @@ def evaluate_numba(blocks: _ScoreBlocks, heldout, exclude, specs: tuple[MetricSp
     ex = _exclude(exclude, blocks)
     _check_ks(specs, n_items)
     _check_has_items(int(ho.indptr[-1] - ho.indptr[0]))
-    n_heldout = ho.counts()
-    check_empty_users(conv, n_heldout)
-    acc = _accuracy(specs)
-    ks, codes = _kernel_args(specs)
-    beyond = beyond_args(specs, train, n_items)
-    discount, idcg = _tables(int(max(ks.max() if ks.size else 1,
-                                     beyond.bks.max() if beyond.bks.size else 1)))
+    n_heldout, acc, ks, codes, beyond, discount, idcg = _prepare(specs, ho, conv, train, n_items)
     out = np.empty((n_rows, len(acc)), np.float64)
     default = conv.default_kernel and not beyond.specs and int(codes.max()) <= ranking.MAP
     if default:
@@ -124,6 +118,20 @@ def evaluate_numba(blocks: _ScoreBlocks, heldout, exclude, specs: tuple[MetricSp
     per_user, aggregate = finish(per_user, n_heldout, conv, beyond, counts, pop_out, info_out,
                                  len_out)
     return _ordered(per_user, specs), n_heldout, aggregate
+
+
+def _prepare(specs, ho: _HostCSR, conv: Conventions, train, n_items: int):
+    """What both engines compute before their kernel: held-out counts (checked against the
+    empty-users rule), the accuracy specs and their kernel codes, the beyond-accuracy inputs and
+    the discount/IDCG tables up to the largest cut-off."""
+    n_heldout = ho.counts()
+    check_empty_users(conv, n_heldout)
+    acc = _accuracy(specs)
+    ks, codes = _kernel_args(specs)
+    beyond = beyond_args(specs, train, n_items)
+    discount, idcg = _tables(int(max(ks.max() if ks.size else 1,
+                                     beyond.bks.max() if beyond.bks.size else 1)))
+    return n_heldout, acc, ks, codes, beyond, discount, idcg
 
 
 def _slabs() -> int:
@@ -162,13 +170,7 @@ def evaluate_topk_numba(top: np.ndarray, ho: _HostCSR, ex: _HostCSR, heldout,
     from .._jit import ensure_compiled
     from ..kernels import conventions as kconv
 
-    n_heldout = ho.counts()
-    check_empty_users(conv, n_heldout)
-    acc = _accuracy(specs)
-    ks, codes = _kernel_args(specs)
-    beyond = beyond_args(specs, train, n_items)
-    discount, idcg = _tables(int(max(ks.max() if ks.size else 1,
-                                     beyond.bks.max() if beyond.bks.size else 1)))
+    n_heldout, acc, ks, codes, beyond, discount, idcg = _prepare(specs, ho, conv, train, n_items)
     cumd = np.concatenate([[0.0], idcg])
     gain = gains(heldout, ho.indices, conv.relevance)
     n_rows = top.shape[0]

@@ -71,3 +71,26 @@ def evaluate_part(model, part: EvalPart, *, metrics, batch_size: int, dense: boo
         results.append(evaluate(scores, heldout, exclude=part.fold_in_dev.rows(start, stop),
                                 metrics=specs))
     return EvaluationResult.concat(results)
+
+
+def check_cutoffs(metrics, n_items: int) -> None:
+    """Every validation/test metric's cut-off fits the catalogue (before any training)."""
+    from ..metrics import parse_metrics
+
+    for spec in parse_metrics(tuple(metrics)):
+        if spec.k > n_items:
+            raise ValueError(f"metric {spec} needs at least {spec.k} items, the dataset has "
+                             f"{n_items}; choose smaller cut-offs (val_metric, test_metrics)")
+
+
+def check_parts(data, *, evaluate_test: bool) -> None:
+    """Validation (and test) users with held-out items must exist before the first step."""
+    parts = ("validation", "test") if evaluate_test else ("validation",)
+    for name in parts:
+        fold_in, heldout = data.part(name)
+        n_users = int(fold_in.shape[0])
+        with_targets = int((heldout.indptr[1:] > heldout.indptr[:-1]).sum())
+        if with_targets == 0:
+            raise ValueError(f"the dataset has no {name} users with held-out items (got "
+                             f"{n_users} {name} users); training validates every epoch and tests "
+                             f"the best one: prepare the split with --n-heldout >= 1")

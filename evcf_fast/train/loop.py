@@ -36,7 +36,7 @@ from ..errors import IncompatibleDatasetError, NonFiniteLossError
 from . import checkpoint as ckpt
 from . import distributed, logs, report, run_folder
 from .config import TrainConfig
-from .evaluation import resolve_device
+from .evaluation import check_cutoffs, check_parts, resolve_device
 from .optim import make_optimizer
 from .schedules import EarlyStopping, beta_epoch, beta_step, early_stopping_update
 
@@ -95,13 +95,7 @@ class Trainer:
                 if getattr(cfg, flag):
                     raise ValueError(f"{flag} needs a CUDA device, got device="
                                      f"'{self.device.type}'; drop --{flag} on the CPU")
-        from ..metrics import parse_metrics
-
-        for spec in parse_metrics((cfg.val_metric, *cfg.test_metrics)):
-            if spec.k > data.n_items:
-                raise ValueError(f"metric {spec} needs at least {spec.k} items, the dataset has "
-                                 f"{data.n_items}; choose smaller cut-offs (val_metric, "
-                                 f"test_metrics)")
+        check_cutoffs((cfg.val_metric, *cfg.test_metrics), data.n_items)
         n_train = int(data.train.shape[0])
         if cfg.batch_size > n_train:
             raise ValueError(f"batch_size={cfg.batch_size} is larger than the number of training "
@@ -329,7 +323,7 @@ def fit(data, *, model_config, train_config: TrainConfig, out=None, resume: bool
     """
     dist = distributed.current(dist)
     data, data_path = dist.agree(_as_dataset, data)
-    _check_parts(data, evaluate_test=evaluate_test)
+    check_parts(data, evaluate_test=evaluate_test)
     run_dir = Path(out) if out is not None else None
     saved = dist.agree(run_folder.open_run, run_dir, data, model_config=model_config,
                        train_config=train_config, resume=resume)
@@ -403,19 +397,6 @@ def _as_dataset(data):
     from ..data.dataset import SplitDataset
 
     return SplitDataset.load(data), str(Path(data).resolve())
-
-
-def _check_parts(data, *, evaluate_test: bool) -> None:
-    """Validation (and test) users with held-out items must exist before the first step."""
-    parts = ("validation", "test") if evaluate_test else ("validation",)
-    for name in parts:
-        fold_in, heldout = data.part(name)
-        n_users = int(fold_in.shape[0])
-        with_targets = int((heldout.indptr[1:] > heldout.indptr[:-1]).sum())
-        if with_targets == 0:
-            raise ValueError(f"the dataset has no {name} users with held-out items (got "
-                             f"{n_users} {name} users); training validates every epoch and tests "
-                             f"the best one: prepare the split with --n-heldout >= 1")
 
 
 def _capped(trainer: Trainer) -> bool:

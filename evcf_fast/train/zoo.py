@@ -16,7 +16,7 @@ from pathlib import Path
 from . import checkpoint as ckpt
 from . import run_folder
 from .config import TrainConfig
-from .evaluation import EvalPart, evaluate_part, resolve_device
+from .evaluation import EvalPart, check_cutoffs, check_parts, evaluate_part, resolve_device
 from .loop import FitResult, _as_dataset
 from .loop import fit as fit_gradient
 
@@ -50,13 +50,8 @@ def fit_closed_form(data, *, model_config, train_config: TrainConfig, out=None,
     if model_config.n_items != data.n_items:
         raise IncompatibleDatasetError(f"model has n_items={model_config.n_items} but the "
                                        f"dataset has {data.n_items} items")
-    from ..metrics import parse_metrics
-
-    for spec in parse_metrics((cfg.val_metric, *cfg.test_metrics)):
-        if spec.k > data.n_items:
-            raise ValueError(f"metric {spec} needs at least {spec.k} items, the dataset has "
-                             f"{data.n_items}; choose smaller cut-offs (val_metric, "
-                             f"test_metrics)")
+    check_parts(data, evaluate_test=evaluate_test)  # in the training loop's order
+    check_cutoffs((cfg.val_metric, *cfg.test_metrics), data.n_items)
     run_dir = Path(out) if out is not None else None
     if run_dir is not None and not resume and (run_dir / ckpt.BEST).exists():
         raise FileExistsError(f"run directory {str(run_dir)!r} already holds a checkpoint; add "
