@@ -164,3 +164,43 @@ def test_a_killed_sweep_resumes(split_dir, tmp_path):
     records = [json.loads(line) for line in log.read_text().splitlines()]
     assert [r["epoch"] for r in records] == list(range(1, epochs + 1))  # continued, not redone
     assert sorted(retried[0].intermediate_values) == list(range(1, epochs + 1))
+
+
+class _Killed(BaseException):
+    """Stands for SIGKILL: not an Exception, so Optuna leaves the trial RUNNING, as a kill does."""
+
+
+def test_a_kill_between_checkpoint_and_log_keeps_the_whole_curve(split_dir, tmp_path, monkeypatch):
+    # The window CI once hit: epoch 3 is in last.pt but not yet in log.jsonl nor reported to
+    # Optuna. The retried trial must still report every epoch exactly once.
+    from evcf_fast.train import logs
+
+    epochs = 6
+    spec = SweepSpec.from_dict({"n_trials": 1, "sampler": "random", "pruner": "none",
+                                "fixed": {**TINY, "epochs": epochs},
+                                "params": {"lr": {"low": 1e-3, "high": 3e-2, "log": True}}})
+    out = tmp_path / "window"
+    append = logs.RunLog.append
+
+    def append_then_die(self, record):
+        if record["epoch"] == 3:
+            raise _Killed
+        append(self, record)
+
+    monkeypatch.setattr(logs.RunLog, "append", append_then_die)
+    with pytest.raises(_Killed):
+        run_sweep(spec, data=split_dir, out=out, heartbeat=1)
+    monkeypatch.setattr(logs.RunLog, "append", append)
+    log = out / "trials" / "trial-0000" / "log.jsonl"
+    assert [json.loads(line)["epoch"] for line in log.read_text().splitlines()] == [1, 2]
+    time.sleep(3)   # past the grace period of two heartbeats
+    run_sweep(spec, data=split_dir, out=out, heartbeat=1)
+    study = load_study(out=out)
+    retried = [t for t in study.trials if t.system_attrs.get("failed_trial") == 0]
+    assert len(retried) == 1 and retried[0].state.name == "COMPLETE"
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [r["epoch"] for r in records] == list(range(1, epochs + 1))
+    curve = retried[0].intermediate_values
+    assert sorted(curve) == list(range(1, epochs + 1))
+    assert [curve[r["epoch"]] for r in records] == pytest.approx(
+        [r["val_ndcg@100"] for r in records])

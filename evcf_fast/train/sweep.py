@@ -284,18 +284,31 @@ def _objective(spec: SweepSpec, *, data, n_items: int, out, progress: bool):
             shutil.rmtree(run)          # killed before its first checkpoint: start again
         trial.set_user_attr("run_dir", str(run))
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
-        if resume and (run / "log.jsonl").exists():   # replay the curve for the pruner
-            for rec in read_log(run):
-                trial.report(rec[key], rec["epoch"])
+        reported: set[int] = set()
+
+        def report_curve():
+            # The curve of a resumed run comes from its log, read once ``fit`` has rewritten it
+            # from the checkpoint's history: the log may have lost the epoch the kill came after
+            # (saved in last.pt, not yet appended), or hold one the checkpoint does not have.
+            if (run / "log.jsonl").exists():
+                for rec in read_log(run, warn=False):
+                    if rec["epoch"] not in reported:
+                        reported.add(rec["epoch"])
+                        trial.report(rec[key], rec["epoch"])
 
         def on_epoch(record):
-            trial.report(record[key], record["epoch"])
+            if record["epoch"] - 1 not in reported and record["epoch"] > 1:
+                report_curve()                     # first epoch after a resume: replay the past
+            if record["epoch"] not in reported:
+                reported.add(record["epoch"])
+                trial.report(record[key], record["epoch"])
             if not model_cfg.is_closed_form and trial.should_prune():  # one fit: nothing to save
                 raise optuna.TrialPruned(f"epoch {record['epoch']}: {spec.metric} "
                                          f"{record[key]:.5f}")
 
         result = fit(data, model_config=model_cfg, train_config=train_cfg, out=run,
                      resume=resume, progress=progress, on_epoch=on_epoch)
+        report_curve()                  # a run that had already finished trains no epoch
         trial.set_user_attr("best_epoch", result.best_epoch)
         trial.set_user_attr("epochs_run", result.epochs_run)
         if result.test is not None:
