@@ -4,7 +4,8 @@ Group "ingest" compares, on the same generated file (20,000,263 rows; ~200k in q
 ``evcf_fast.prepare`` (exact mode, write included), the bare ``polars.read_csv`` of the file, and
 the pandas notebook procedure (bench/_ingest_fixtures.py). Targets (issue 2): prepare within
 1.5x the bare parse, >= 6x faster than pandas, peak RSS < 2 GiB. Group "dataset-load":
-``SplitDataset.load`` of the prepared ML-20M-shaped directory (target < 0.5 s).
+``SplitDataset.load`` of the prepared ML-20M-shaped directory (target < 0.5 s), and the fully
+validated load alternated with the load before validation existed (issue 9: within a few percent).
 Peak RSS and the wall time including imports are measured once per contender in a fresh process
 (extra_info "peak_rss_mib", "fresh_process_s"); prepare also records its time relative to the
 bare parse measured alternately (extra_info "paired_ratio_to_bare_parse"), which is robust to
@@ -25,6 +26,7 @@ from _ingest_fixtures import (
     make_ml20m_csv,
     pandas_reference,
 )
+from _timing import alternate
 
 from evcf_fast.data.dataset import SplitDataset
 from evcf_fast.data.pipeline import prepare
@@ -125,3 +127,34 @@ def test_dataset_load(benchmark, prepared, ml20m_csv, mmap, verify):
     if not verify:
         benchmark.extra_info.update(role="baseline", baseline_for=(
             f"test_dataset_load[{'mmap' if mmap else 'read'}-verify]"))
+
+
+def _load_as_before_issue_9(path, mmap):
+    """The load before full validation: no structural check, and a float32 array of ones
+    written for every matrix (what ``make_csr`` did before :func:`ones_view`)."""
+    ds = SplitDataset.load(path, mmap=mmap, verify=False)
+    for name in ("train", "validation_fold_in", "validation_heldout", "test_fold_in",
+                 "test_heldout"):
+        m = getattr(ds, name)
+        m.data = np.ones(m.indices.shape[0], np.float32)
+    return ds
+
+
+@pytest.mark.benchmark(group="dataset-load")
+@pytest.mark.parametrize("mmap", [True, False], ids=["mmap", "read"])
+def test_dataset_load_ratio_to_before_validation(benchmark, prepared, bench_quick, mmap):
+    """Issue 9's target, alternated in one run: the fully validated load within a few percent
+    of the load before validation existed (extra_info "verify_vs_before"); also the load with
+    verify=False today ("trust_vs_before")."""
+    contenders = [lambda: _load_as_before_issue_9(prepared, mmap),
+                  lambda: SplitDataset.load(prepared, mmap=mmap, verify=True),
+                  lambda: SplitDataset.load(prepared, mmap=mmap, verify=False)]
+    for fn in contenders:   # JIT cache load and page cache outside the timing
+        fn()
+    rounds = 5 if bench_quick else 41
+    before, verify, trust = benchmark.pedantic(alternate, args=(contenders, rounds), rounds=1,
+                                               warmup_rounds=0)
+    benchmark.extra_info.update(
+        role="ours", track=False, mmap=mmap, rounds=rounds, before_s=round(before, 5),
+        verify_s=round(verify, 5), trust_s=round(trust, 5),
+        verify_vs_before=round(verify / before, 3), trust_vs_before=round(trust / before, 3))

@@ -67,6 +67,28 @@ def test_scipy_operations_work_on_loaded_matrices(tmp_path):
     np.testing.assert_allclose(m @ np.ones(7, np.float32), d.sum(1))
     np.testing.assert_array_equal((m.T @ m).toarray(), d.T @ d)
     np.testing.assert_array_equal(np.asarray(m.sum(axis=0)).ravel(), d.sum(0))
+    np.testing.assert_array_equal(m.tocsc().toarray(), d)
+    np.testing.assert_array_equal((m * 2 + m).toarray(), 3 * d)
+    np.testing.assert_array_equal(m.astype(np.float64).toarray(), d)
+
+
+@pytest.mark.parametrize("mmap", [True, False])
+def test_loaded_values_are_a_read_only_view_of_ones(tmp_path, mmap):
+    """Binary matrices carry their ones as a stride-0 view: nothing written per load, and a write
+    is an error rather than a change to every matrix sharing the view; a copy is writable."""
+    ds, dense = make_dataset()
+    ds.save(tmp_path / "ds")
+    m = SplitDataset.load(tmp_path / "ds", mmap=mmap).train
+    assert m.data.shape == (m.nnz,) and m.data.dtype == np.float32 and m.data.strides == (0,)
+    assert np.all(m.data == 1.0)
+    with pytest.raises(ValueError, match="read-only"):
+        m.data[0] = 2.0
+    with pytest.raises(ValueError, match="read-only"):
+        m.data *= 2
+    c = m.copy()
+    c.data *= 2
+    np.testing.assert_array_equal(c.toarray(), 2 * dense["train"])
+    assert np.all(m.data == 1.0)
 
 
 def test_save_refuses_existing_directory(tmp_path):

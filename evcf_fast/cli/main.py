@@ -30,10 +30,10 @@ import traceback
 from pathlib import Path
 
 from .. import __version__
-from . import bench, compare, data, evaluate, study, sweep, train
+from . import bench, compare, data, diagnose, evaluate, study, sweep, train
 
 # Modules that add subcommands; each defines register(subparsers) and sets `func` on its parsers.
-COMMAND_MODULES = (data, evaluate, compare, train, sweep, study, bench)
+COMMAND_MODULES = (data, evaluate, compare, train, diagnose, sweep, study, bench)
 
 TRAIN_EXTRA_HINT = ("pip install 'evcf_fast[train]' (a CPU-only torch: pip install torch "
                     "--index-url https://download.pytorch.org/whl/cpu; see the README, Install)")
