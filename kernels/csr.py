@@ -3,9 +3,8 @@
 The metric engine and the training batches rely on every CSR matrix having a non-decreasing
 ``indptr`` within ``[0, nnz]`` and, per row, column indices in ``[0, n_cols)`` that strictly
 increase (sorted, no duplicates). :func:`check_csr` verifies all of it with one branch-free
-(vectorised) pass over the indices and one pass over the rows, and writes the float32 ones of
-``data`` (which a load needs anyway). Only when that finds
-a problem does the slower :func:`first_problem` walk the rows to name the first bad one.
+(vectorised) pass over the indices and one pass over the rows. Only when that finds a problem
+does the slower :func:`first_problem` walk the rows to name the first bad one.
 """
 
 from __future__ import annotations
@@ -47,12 +46,6 @@ def _drops(indices):
 
 
 @nb.njit(nogil=True, cache=True)
-def _ones(data):
-    for j in range(data.shape[0]):
-        data[j] = 1.0
-
-
-@nb.njit(nogil=True, cache=True)
 def _row_starts(indptr, indices, n_cols):
     """``(indptr ok, first/last index in range, drops at starts of non-empty rows)``."""
     n_rows = indptr.shape[0] - 1
@@ -72,9 +65,8 @@ def _row_starts(indptr, indices, n_cols):
 
 
 @nb.njit(nogil=True, cache=True)
-def check_csr(indptr, indices, n_cols, data):
-    """Check CSR structure and set ``data[:] = 1``; ``(row, code)`` of the first bad row, or
-    ``(-1, OK)``.
+def check_csr(indptr, indices, n_cols):
+    """Check CSR structure: ``(row, code)`` of the first bad row, or ``(-1, OK)``.
 
     ``indptr[0] == 0`` and ``indptr[-1] == len(indices)`` must hold already (the caller checks
     them). Rows strictly increase exactly when every position ``j`` with
@@ -84,7 +76,6 @@ def check_csr(indptr, indices, n_cols, data):
     Three simple loops rather than one fused loop: each vectorises (the fused one does not).
     """
     drops = _drops(indices)
-    _ones(data)
     ok_ptr, in_range, at_starts = _row_starts(indptr, indices, n_cols)
     if ok_ptr and in_range and drops == at_starts:
         return -1, OK
