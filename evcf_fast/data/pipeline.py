@@ -127,11 +127,15 @@ def prepare(paths, out_dir: str | os.PathLike | None = None, *, n_heldout: int |
     positives = readers.collect_sources(sources, with_timestamp=False,
                                         min_rating=config.min_rating,
                                         invalid_ratings=invalid_ratings, id_type=id_type,
-                                        stats=stats)
+                                        stats=stats, count_now=False)
     t_parse = time.perf_counter()
     split_positives = split_module.result().split_positives
-    # the split is mostly one core (compiled, GIL-free kernels): hash the sources meanwhile
+    # the split is mostly one core (compiled, GIL-free kernels): meanwhile a thread counts the
+    # rows that the rating filter dropped while parsing (a second pass over text) and hashes
+    # the sources
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        n_rows = stats["n_rows"]
+        count = pool.submit(n_rows) if callable(n_rows) else None
         hashes = pool.submit(_describe_sources, sources, hash_sources)
         bar.update()
         bar.set_postfix_str("split")
@@ -142,10 +146,15 @@ def prepare(paths, out_dir: str | os.PathLike | None = None, *, n_heldout: int |
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(
                 timespec="seconds"),
         }
-        ds = split_positives(positives["user"], positives["item"], n_rows=stats["n_rows"],
+        if count is not None and positives.height == 0:  # the split's error states the count
+            n_rows, count = count.result(), None
+        ds = split_positives(positives["user"], positives["item"],
+                             n_rows=None if count is not None else n_rows,
                              **config.to_dict(), meta=meta)
         del positives
         t_split = time.perf_counter()
+        if count is not None:
+            ds.meta["counts"]["n_rows"] = count.result()
         ds.meta["sources"] = hashes.result()
         ds.meta.setdefault("counts", {})["n_invalid_ratings"] = stats["n_invalid_ratings"]
     bar.update()

@@ -123,7 +123,7 @@ def strong_generalization_split(interactions: pl.DataFrame, *, n_heldout: int,
     return ds
 
 
-def split_positives(user: pl.Series, item: pl.Series, *, n_rows: int, n_heldout: int,
+def split_positives(user: pl.Series, item: pl.Series, *, n_rows: int | None, n_heldout: int,
                     min_rating: float | None, min_user_count: int = SplitConfig.min_user_count,
                     seed: int = SplitConfig.seed,
                     heldout_fraction: float = SplitConfig.heldout_fraction,
@@ -133,7 +133,8 @@ def split_positives(user: pl.Series, item: pl.Series, *, n_rows: int, n_heldout:
 
     ``n_rows`` (the row count before the filter) and ``min_rating`` are only recorded in the
     metadata; :func:`evcf_fast.data.pipeline.prepare` filters inside the Polars scan and calls
-    this directly.
+    this directly (with ``n_rows=None`` while a thread still counts the rows: it then fills in
+    ``meta["counts"]["n_rows"]``).
     """
     config = SplitConfig(n_heldout=n_heldout, min_rating=min_rating,
                          min_user_count=min_user_count, seed=seed,
@@ -141,7 +142,7 @@ def split_positives(user: pl.Series, item: pl.Series, *, n_rows: int, n_heldout:
     return _split(user, item, config, n_rows=n_rows, progress=progress, meta=meta)
 
 
-def _split(user: pl.Series, item: pl.Series, config: SplitConfig, *, n_rows: int,
+def _split(user: pl.Series, item: pl.Series, config: SplitConfig, *, n_rows: int | None,
            progress: bool, meta: dict | None) -> SplitDataset:
     n_heldout, min_rating = config.n_heldout, config.min_rating
     min_user_count, seed = config.min_user_count, config.seed
