@@ -3,13 +3,14 @@
 The procedure is the Liang et al. (WWW 2018) / Kim & Suh (RecSys 2019) notebook (PAPER_SPEC 1.1):
 see :mod:`evcf_fast.data.split`. This module wires the readers, the split and the atomic write
 together, applies the rating filter inside the Polars scan (rows that fail it are never
-materialised), hashes the sources on a background thread, and records what it did in the
-dataset's ``meta.json``.
+materialised), and records what it did in the dataset's ``meta.json``.
 
-Numba's first use in a process (importing NumPy, Numba and scipy, building Numba's target, loading
-the cached machine code of the split kernels) is about half a second of single-threaded Python
-that does not depend on the data: a thread does it while Polars parses (Polars releases the GIL
-while it parses), so the whole command costs little more than the parse.
+Work that does not need the parsed rows runs beside the parse or the split instead of after
+them: Numba's first use in a process (importing NumPy, Numba and scipy, building Numba's target,
+loading the cached machine code of the split kernels: about 0.6 s of single-threaded Python) on a
+thread while Polars parses (Polars releases the GIL while it parses); the row count before the
+rating filter (a second pass over text files) and the sha256 of the sources on a thread while the
+split runs (its kernels release the GIL).
 """
 
 from __future__ import annotations
