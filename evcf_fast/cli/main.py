@@ -19,6 +19,7 @@ function: library calls get explicit keyword arguments.
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import importlib
 import os
@@ -111,6 +112,29 @@ def main(argv: list[str] | None = None) -> int:
     words = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(words[0] if words else None)
     args = parser.parse_args(argv)
+    code = _run(args, argv)
+    if argv is None and getattr(args, "exit_at_once", False):
+        _exit_at_once(code)
+    return code
+
+
+def _exit_at_once(code: int) -> None:
+    """End a command-line process without the interpreter's teardown.
+
+    Tearing down NumPy, Numba (LLVM), scipy and Polars takes 0.1 to 0.3 s, a tenth of a whole
+    ``evcf prepare``. Commands that set ``exit_at_once`` (the data commands: every file they
+    wrote is closed and renamed into place, their threads are done) skip it: the ``atexit``
+    handlers run and the standard streams are flushed, then the process exits. Only for a real
+    command line (``argv`` None): a caller of :func:`main` keeps its interpreter.
+    """
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
+
+
+def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
     previous = _sigterm_as_interrupt()
     args.argv = list(sys.argv[1:] if argv is None else argv)  # for relaunching (torchrun)
     try:
