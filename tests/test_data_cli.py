@@ -111,6 +111,21 @@ def test_registering_imports_nothing_heavy():
     assert out == "[]"
 
 
+def test_command_line_process_keeps_its_output_and_exit_code(raw, tmp_path):
+    """The data commands end their process without the interpreter's teardown: what they print
+    still arrives through a pipe, and the exit code is kept."""
+    out = tmp_path / "ds"
+    ok = subprocess.run([sys.executable, "-m", "evcf_fast", "prepare", str(raw), "--out",
+                         str(out), "--n-heldout", "300"], capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    assert f"wrote {out}: users train 3,400" in ok.stdout
+    bad = subprocess.run([sys.executable, "-m", "evcf_fast", "prepare", str(tmp_path / "no.csv"),
+                          "--out", str(tmp_path / "x"), "--n-heldout", "3"],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2
+    assert "evcf prepare: error: input" in bad.stderr and "does not exist" in bad.stderr
+
+
 def test_command_table_names_every_command_with_its_module():
     """main() registers only the module of the command it runs: COMMANDS must be complete."""
     import argparse
