@@ -17,6 +17,8 @@ import numba as nb
 import numpy as np
 
 _JIT = dict(nogil=True, cache=True)
+# the MT19937 helpers, inlined into their caller (as calls they cost 6x the draw itself)
+_INLINE = dict(_JIT, inline="always")
 
 
 @nb.njit(**_JIT)
@@ -254,7 +256,7 @@ _MT_N = 624
 _MT_M = 397
 
 
-@nb.njit(**_JIT)
+@nb.njit(**_INLINE)
 def _mt_twist(key, i, j, k):
     y = (key[i] & np.uint32(0x80000000)) | (key[j] & np.uint32(0x7FFFFFFF))
     v = key[k] ^ (y >> np.uint32(1))
@@ -263,7 +265,7 @@ def _mt_twist(key, i, j, k):
     key[i] = v
 
 
-@nb.njit(**_JIT)
+@nb.njit(**_INLINE)
 def _mt_generate(key):
     """Refill the 624-word MT19937 state (numpy's mt19937_gen)."""
     for i in range(_MT_N - _MT_M):
@@ -273,7 +275,7 @@ def _mt_generate(key):
     _mt_twist(key, _MT_N - 1, 0, _MT_M - 1)
 
 
-@nb.njit(**_JIT)
+@nb.njit(**_INLINE)
 def _mt_next32(key, pos):
     """One tempered 32-bit output (numpy's mt19937_next32); ``pos`` is a 1-element array."""
     if pos[0] >= _MT_N:
@@ -288,7 +290,7 @@ def _mt_next32(key, pos):
     return y
 
 
-@nb.njit(**_JIT)
+@nb.njit(**_INLINE)
 def _random_interval(key, pos, mx):
     """Uniform integer in [0, mx] by masked rejection (numpy's legacy random_interval)."""
     if mx == 0:

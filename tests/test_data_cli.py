@@ -111,6 +111,46 @@ def test_registering_imports_nothing_heavy():
     assert out == "[]"
 
 
+def test_command_line_process_keeps_its_output_and_exit_code(raw, tmp_path):
+    """The data commands end their process without the interpreter's teardown: what they print
+    still arrives through a pipe, and the exit code is kept."""
+    out = tmp_path / "ds"
+    ok = subprocess.run([sys.executable, "-m", "evcf_fast", "prepare", str(raw), "--out",
+                         str(out), "--n-heldout", "300"], capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    assert f"wrote {out}: users train 3,400" in ok.stdout
+    bad = subprocess.run([sys.executable, "-m", "evcf_fast", "prepare", str(tmp_path / "no.csv"),
+                          "--out", str(tmp_path / "x"), "--n-heldout", "3"],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2
+    assert "evcf prepare: error: input" in bad.stderr and "does not exist" in bad.stderr
+
+
+def test_command_table_names_every_command_with_its_module():
+    """main() registers only the module of the command it runs: COMMANDS must be complete."""
+    import argparse
+    import importlib
+
+    cli_main = importlib.import_module("evcf_fast.cli.main")
+    found = {}
+    for name in cli_main.COMMAND_MODULES:
+        sub = argparse.ArgumentParser().add_subparsers()
+        importlib.import_module(f"evcf_fast.cli.{name}").register(sub)
+        found.update({command: name for command in sub.choices})
+    assert found == cli_main.COMMANDS
+
+
+def test_prepare_command_line_imports_no_other_command():
+    """`evcf prepare` parses its command line without NumPy, the metrics or the training code."""
+    code = ("import sys; from evcf_fast.cli.main import build_parser; "
+            "build_parser('prepare').parse_args(['prepare', 'x.csv', '--out', 'o']); "
+            "print(sorted(m for m in ('numpy', 'polars', 'evcf_fast.metrics', "
+            "'evcf_fast.cli.train') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == "[]"
+
+
 def test_subcommands_are_registered():
     from evcf_fast.cli import data as cli
 

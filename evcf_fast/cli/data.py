@@ -120,6 +120,8 @@ def register(subparsers) -> None:
     e.add_argument("--format", choices=("presplit",), default="presplit")
     _common(e)
     e.set_defaults(func=cmd_export)
+    for q in (p, s, i, e):  # see evcf_fast.cli.main._exit_at_once
+        q.set_defaults(exit_at_once=True)
 
 
 def _common(p: argparse.ArgumentParser) -> None:

@@ -3,8 +3,14 @@
 The procedure is the Liang et al. (WWW 2018) / Kim & Suh (RecSys 2019) notebook (PAPER_SPEC 1.1):
 see :mod:`evcf_fast.data.split`. This module wires the readers, the split and the atomic write
 together, applies the rating filter inside the Polars scan (rows that fail it are never
-materialised), hashes the sources on a background thread, and records what it did in the
-dataset's ``meta.json``.
+materialised), and records what it did in the dataset's ``meta.json``.
+
+Work that does not need the parsed rows runs beside the parse or the split instead of after
+them: Numba's first use in a process (importing NumPy, Numba and scipy, building Numba's target,
+loading the cached machine code of the split kernels: about 0.6 s of single-threaded Python) on a
+thread while Polars parses (Polars releases the GIL while it parses); the row count before the
+rating filter (a second pass over text files) and the sha256 of the sources on a thread while the
+split runs (its kernels release the GIL).
 """
 
 from __future__ import annotations
@@ -13,8 +19,10 @@ import concurrent.futures
 import datetime
 import hashlib
 import os
+import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .. import __version__
 from .._checks import check_choice
@@ -22,8 +30,9 @@ from .._io import check_output
 from .._progress import progress as _progress
 from . import readers
 from .config import ID_TYPES, INVALID_RATINGS, SplitConfig
-from .dataset import SplitDataset
-from .split import split_positives
+
+if TYPE_CHECKING:
+    from .dataset import SplitDataset
 
 
 def prepare(paths, out_dir: str | os.PathLike | None = None, *, n_heldout: int | None,
@@ -112,16 +121,22 @@ def prepare(paths, out_dir: str | os.PathLike | None = None, *, n_heldout: int |
                          f"{min_rating} cannot be applied; pass min_rating=None (--implicit) for "
                          f"implicit data, or name the column (--rating-col)")
 
+    split_module = _Background(_load_split, config.exact)
     bar = _progress(total=3, desc="prepare", unit="step", enabled=progress)
     bar.set_postfix_str("parse")
     stats = {}
     positives = readers.collect_sources(sources, with_timestamp=False,
                                         min_rating=config.min_rating,
                                         invalid_ratings=invalid_ratings, id_type=id_type,
-                                        stats=stats)
+                                        stats=stats, count_now=False)
     t_parse = time.perf_counter()
-    # the split is mostly one core (compiled, GIL-free kernels): hash the sources meanwhile
+    split_positives = split_module.result().split_positives
+    # the split is mostly one core (compiled, GIL-free kernels): meanwhile a thread counts the
+    # rows that the rating filter dropped while parsing (a second pass over text) and hashes
+    # the sources
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        n_rows = stats["n_rows"]
+        count = pool.submit(n_rows) if callable(n_rows) else None
         hashes = pool.submit(_describe_sources, sources, hash_sources)
         bar.update()
         bar.set_postfix_str("split")
@@ -132,10 +147,15 @@ def prepare(paths, out_dir: str | os.PathLike | None = None, *, n_heldout: int |
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(
                 timespec="seconds"),
         }
-        ds = split_positives(positives["user"], positives["item"], n_rows=stats["n_rows"],
+        if count is not None and positives.height == 0:  # the split's error states the count
+            n_rows, count = count.result(), None
+        ds = split_positives(positives["user"], positives["item"],
+                             n_rows=None if count is not None else n_rows,
                              **config.to_dict(), meta=meta)
         del positives
         t_split = time.perf_counter()
+        if count is not None:
+            ds.meta["counts"]["n_rows"] = count.result()
         ds.meta["sources"] = hashes.result()
         ds.meta.setdefault("counts", {})["n_invalid_ratings"] = stats["n_invalid_ratings"]
     bar.update()
@@ -149,6 +169,45 @@ def prepare(paths, out_dir: str | os.PathLike | None = None, *, n_heldout: int |
     return ds
 
 
+class _Background:
+    """``fn(*args)`` on a daemon thread; :meth:`result` waits for it and re-raises its error.
+
+    A daemon thread, unlike an executor's, never holds up an error raised meanwhile (bad input
+    is reported at once, even while the thread is still compiling kernels on a cold cache).
+    """
+
+    def __init__(self, fn, *args):
+        self._value = self._error = None
+        self._thread = threading.Thread(target=self._run, args=(fn, *args), daemon=True,
+                                        name=f"evcf-{fn.__name__}")
+        self._thread.start()
+
+    def _run(self, fn, *args):
+        try:
+            self._value = fn(*args)
+        except BaseException as exc:  # handed to the caller by result()
+            self._error = exc
+
+    def result(self):
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
+def _load_split(exact: bool):
+    """Import the split (NumPy, Numba, scipy) and load its kernels' machine code; the module.
+
+    Runs the split on a tiny table of the parse's id types (int64; text ids share every kernel
+    but one), which loads exactly the overloads the real split calls, or compiles them once on
+    a machine whose Numba cache is cold (with the first-use note).
+    """
+    from . import split
+
+    split.warmup(exact=exact)
+    return split
+
+
 def _describe_sources(sources, hash_sources: bool) -> list[dict]:
     out = []
     for s in sources:
@@ -158,9 +217,7 @@ def _describe_sources(sources, hash_sources: bool) -> list[dict]:
         for f in files:
             size += os.path.getsize(f)
             if h is not None:
-                with open(f, "rb") as fh:
-                    while chunk := fh.read(8 << 20):
-                        h.update(chunk)
+                _hash_file(f, h)
         entry = {"path": str(Path(s.path).resolve()), "size": size}
         if len(files) > 1:
             entry["n_files"] = len(files)
@@ -168,3 +225,13 @@ def _describe_sources(sources, hash_sources: bool) -> list[dict]:
             entry["sha256"] = h.hexdigest()
         out.append(entry)
     return out
+
+
+def _hash_file(path, h) -> None:
+    """Feed the bytes of ``path`` to ``h`` through one reused buffer (no new 8 MiB bytes
+    object, and its page faults, per chunk)."""
+    buf = bytearray(1 << 20)
+    view = memoryview(buf)
+    with open(path, "rb", buffering=0) as fh:
+        while n := fh.readinto(buf):
+            h.update(view[:n])

@@ -123,7 +123,7 @@ def strong_generalization_split(interactions: pl.DataFrame, *, n_heldout: int,
     return ds
 
 
-def split_positives(user: pl.Series, item: pl.Series, *, n_rows: int, n_heldout: int,
+def split_positives(user: pl.Series, item: pl.Series, *, n_rows: int | None, n_heldout: int,
                     min_rating: float | None, min_user_count: int = SplitConfig.min_user_count,
                     seed: int = SplitConfig.seed,
                     heldout_fraction: float = SplitConfig.heldout_fraction,
@@ -133,7 +133,8 @@ def split_positives(user: pl.Series, item: pl.Series, *, n_rows: int, n_heldout:
 
     ``n_rows`` (the row count before the filter) and ``min_rating`` are only recorded in the
     metadata; :func:`evcf_fast.data.pipeline.prepare` filters inside the Polars scan and calls
-    this directly.
+    this directly (with ``n_rows=None`` while a thread still counts the rows: it then fills in
+    ``meta["counts"]["n_rows"]``).
     """
     config = SplitConfig(n_heldout=n_heldout, min_rating=min_rating,
                          min_user_count=min_user_count, seed=seed,
@@ -141,7 +142,7 @@ def split_positives(user: pl.Series, item: pl.Series, *, n_rows: int, n_heldout:
     return _split(user, item, config, n_rows=n_rows, progress=progress, meta=meta)
 
 
-def _split(user: pl.Series, item: pl.Series, config: SplitConfig, *, n_rows: int,
+def _split(user: pl.Series, item: pl.Series, config: SplitConfig, *, n_rows: int | None,
            progress: bool, meta: dict | None) -> SplitDataset:
     n_heldout, min_rating = config.n_heldout, config.min_rating
     min_user_count, seed = config.min_user_count, config.seed
@@ -282,10 +283,26 @@ def factorize(s: pl.Series, *, sort: bool) -> tuple[np.ndarray, np.ndarray]:
     raise TypeError(f"column {s.name} must hold integer or string ids, got {dtype}")
 
 
-def warmup() -> None:
-    """Compile (or load from Numba's cache) the split kernels, exact and fast, on a tiny table."""
+def warmup(exact: bool | None = None) -> None:
+    """Compile (or load from Numba's cache) the split kernels on a tiny table.
+
+    ``exact`` True or False loads only that draw's kernels, for integer ids (the overloads
+    :func:`evcf_fast.data.pipeline.prepare` calls; a cold cache prints the first-use note);
+    None (``evcf warmup``) covers both draws through :func:`strong_generalization_split`.
+    """
     users = np.repeat(np.arange(30, dtype=np.int64), 6)
     items = (np.arange(users.size, dtype=np.int64) * 7) % 40
+    if exact is not None:
+        from .._jit import note_if_cold
+
+        note_if_cold(K.group_items, K.legacy_heldout_draw if exact else K.split_segments)
+        # two chunks, as a parse returns them: to_numpy() then copies into writable arrays,
+        # the argument types of a real file's split (one chunk would give read-only views)
+        user, item = (pl.concat([pl.Series(a[:90]), pl.Series(a[90:])], rechunk=False)
+                      for a in (users, items))
+        split_positives(user, item, n_rows=users.size, n_heldout=5, min_rating=None,
+                        exact=exact)
+        return
     table = pl.DataFrame({"user": users, "item": items,
                           "rating": np.full(users.size, 5.0, np.float64)})
     for exact in (True, False):

@@ -26,6 +26,8 @@ Files, bottom up: ``_common`` (gzip, messages) -> ``detect`` (:class:`Source`,
 
 from __future__ import annotations
 
+import functools
+
 import polars as pl
 
 from ..._checks import check_choice
@@ -50,7 +52,8 @@ __all__ = ["FORMATS", "PRESPLIT_FILES", "USER_NAMES", "ITEM_NAMES", "RATING_NAME
            "read_interactions", "read_presplit", "resolve_sources"]
 
 #: Source.kind -> parser: ``(source, *, with_timestamp, min_rating, invalid_ratings, id_type,
-#: stats) -> (table, rows read)``
+#: stats) -> (table, rows read)``; rows read is an int, or a function that counts them (a second
+#: pass over a file whose rows the rating filter dropped while parsing)
 READERS = {
     "delimited": delimited.collect_text,
     "dat": delimited.collect_dat,
@@ -112,7 +115,8 @@ def read_interactions(paths, *, format: str = "auto", user_col: str | None = Non
 
 def collect_sources(sources: list[Source], *, with_timestamp: bool = True,
                     min_rating: float | None = None, invalid_ratings: str = "error",
-                    id_type: str = "auto", stats: dict | None = None) -> pl.DataFrame:
+                    id_type: str = "auto", stats: dict | None = None,
+                    count_now: bool = True) -> pl.DataFrame:
     """Parse resolved sources into one table, optionally keeping only ``rating > min_rating``.
 
     The filter runs inside the Polars scan, so rows that fail it are never materialised; the
@@ -120,19 +124,23 @@ def collect_sources(sources: list[Source], *, with_timestamp: bool = True,
     infinite rating is a DataFormatError naming the file and line, or, with
     ``invalid_ratings="drop"``, the row is dropped and counted. ``stats``, when given, receives
     ``n_rows`` (the data rows before the filter) and ``n_invalid_ratings`` (rows dropped).
+    Counting the rows of filtered text is a second pass over the file; with ``count_now=False``
+    ``stats["n_rows"]`` may instead be a function that counts them, for the caller to run later
+    (on a thread, while the split runs).
     """
     check_choice(invalid_ratings, "invalid_ratings", INVALID_RATINGS)
     check_choice(id_type, "id_type", ID_TYPES)
     frames = []
-    n_rows = 0
+    counts = []  # per source: rows read, or a function that counts them
     local: dict = {"n_invalid_ratings": 0}
     for s in sources:
         df, n = READERS[s.kind](s, with_timestamp=with_timestamp, min_rating=min_rating,
                                 invalid_ratings=invalid_ratings, id_type=id_type, stats=local)
         frames.append(df)
-        n_rows += n
+        counts.append(n)
     if stats is not None:
-        stats["n_rows"] = n_rows
+        later = not count_now and any(callable(n) for n in counts)
+        stats["n_rows"] = functools.partial(_sum_counts, counts) if later else _sum_counts(counts)
         stats["n_invalid_ratings"] = local["n_invalid_ratings"]
     # ids must share one dtype across files: integers everywhere, or text everywhere
     for c in ("user", "item"):
@@ -147,6 +155,10 @@ def collect_sources(sources: list[Source], *, with_timestamp: bool = True,
     if len(frames) > 1:
         frames = [_align_ids(f, frames) for f in frames]
     return frames[0] if len(frames) == 1 else pl.concat(frames, how="vertical")
+
+
+def _sum_counts(counts) -> int:
+    return sum(n() if callable(n) else n for n in counts)
 
 
 def _align_ids(f: pl.DataFrame, frames) -> pl.DataFrame:

@@ -8,6 +8,7 @@ line-by-line scan finds the first bad line so the error names it.
 from __future__ import annotations
 
 import csv
+import functools
 import math
 
 import polars as pl
@@ -67,11 +68,15 @@ def _collect(src: Source, scan, split_rows, count_separator: str, *, with_timest
                          locate=lambda col: _locate_id(src, split_rows, col))
     if min_rating is None:
         return df, df.height
-    # a line count without field parsing (fast; blank lines, which are skipped, count too)
-    n = pl.scan_csv(maybe_decompress(src.path), has_header=src.has_header,
-                    separator=count_separator,
-                    infer_schema=False).select(pl.len()).collect().item()
-    return df, n
+    # the rows before the filter need a second pass over the file: returned as a function, which
+    # the caller runs now or on a thread (see collect_sources)
+    return df, functools.partial(_count_rows, src, count_separator)
+
+
+def _count_rows(src: Source, separator: str) -> int:
+    """A line count without field parsing (fast; blank lines, which are skipped, count too)."""
+    return pl.scan_csv(maybe_decompress(src.path), has_header=src.has_header,
+                       separator=separator, infer_schema=False).select(pl.len()).collect().item()
 
 
 def _scan_dat(src: Source, *, string_ids: bool, with_timestamp: bool) -> pl.LazyFrame:

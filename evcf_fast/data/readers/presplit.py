@@ -10,13 +10,16 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
 import polars as pl
 
 from ...errors import DataFormatError
 from ._common import first_line_of
 from .detect import PRESPLIT_FILES
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def read_presplit(directory: str | os.PathLike):
@@ -27,6 +30,8 @@ def read_presplit(directory: str | os.PathLike):
     ``unique_uid.txt`` (written by :func:`evcf_fast.data.export.export_presplit`) is present, it
     gives the raw user id of every uid; otherwise the user ids are the uids.
     """
+    import numpy as np  # here, not at the top: `evcf prepare` of raw logs parses without it
+
     from evcf_fast.kernels import split as K
 
     from ..dataset import SplitDataset, make_csr
@@ -104,6 +109,8 @@ def _read_uid_sid(path: Path, n_items: int):
 
 
 def _read_id_lines(path: Path) -> np.ndarray:
+    import numpy as np
+
     lines = path.read_text().splitlines()
     if lines and not lines[-1]:
         lines.pop()
