@@ -644,7 +644,15 @@ def _split(cs, ci, m, kb, floor, has_floor, sel, buf, ties, kth):
     and a quickselect with the tie rule picks the best need of them. Infinite scores leave no
     range to interpolate: the quickselect then runs over all m.
     """
-    hi = _max(cs, m)
+    # pad the scores to whole steps of 16 with -inf (above no bound) where the buffer has room:
+    # the vector loops below then have no remainder to branch on
+    mp = (m + 15) & ~15
+    if mp <= cs.shape[0]:
+        for t in range(m, mp):
+            cs[t] = NEG_INF
+    else:
+        mp = m
+    hi = _max(cs, mp)
     if has_floor:
         lo = floor
     else:
@@ -666,7 +674,7 @@ def _split(cs, ci, m, kb, floor, has_floor, sel, buf, ties, kth):
             piv = lo + (hi - lo) * frac
             if not (lo < piv < hi):  # adjacent floating-point values: nothing to split
                 break
-            c = _count_above(cs, m, piv)
+            c = _count_above(cs, mp, piv)
             before = c_lo - c_hi
             if c >= kb:
                 lo = piv
@@ -678,10 +686,10 @@ def _split(cs, ci, m, kb, floor, has_floor, sel, buf, ties, kth):
     a = 0
     if not simple and c_lo == kb and not kth:
         t = 0
-        while t + 8 <= m:
+        while t + 8 <= mp:
             a += _take_above8(cs, ci, t, lo, sel, a)
             t += 8
-        for t in range(t, m):
+        for t in range(t, mp):
             sel[a] = ci[t]
             a += np.int64(cs[t] > lo)
         return a, 0
