@@ -554,14 +554,14 @@ def _hit_ranks(row, ex, ho, cs, ci, m, k_eff, floor, has_floor, ranks):
     p = 0
     for q in range(ho.shape[0]):
         h = ho[q]
-        while p < ne and ex[p] < h:
-            p += 1
-        if p < ne and ex[p] == h:
-            continue
         x = np.float64(row[h])
         if x != x:
             x = NEG_INF
-        if has_floor and not x > floor:
+        if has_floor and not x > floor:  # below every candidate (most held-out items)
+            continue
+        while p < ne and ex[p] < h:  # (p only moves forward: skipped items need no lookup)
+            p += 1
+        if p < ne and ex[p] == h:
             continue
         c = 1
         for t in range(m):
