@@ -1,7 +1,8 @@
 """Ranking metrics under every peer's conventions, plus the top-k lists for beyond-accuracy metrics.
 
 The default evaluation (binary relevance, lower item index first on ties, MAP over min(k, n_ho),
-the metrics of :mod:`.ranking`) runs :func:`evcf_fast.kernels.ranking.topk_metrics`. This file
+the metrics of :mod:`.ranking`, with or without beyond-accuracy sums) runs
+:func:`evcf_fast.kernels.ranking.topk_metrics`. This file
 holds the general kernel that the metric engine calls for anything else; it reuses the same
 candidate search (:func:`.ranking._candidates`: one streamed pass, no sort, no copy of the row),
 so it reads the scores once as well. Array contract as in :mod:`.ranking`, plus:
@@ -30,7 +31,8 @@ Definitions (per row, ``n_ho`` held-out items, ranks 1..k, ``v`` the k_eff-th be
 Beyond-accuracy sums: for each cut-off ``bks[b]`` (int64, strictly decreasing), the row's top
 ``bks[b]`` items (fewer when fewer remain: ``len_out[u, b]``) are counted per item in the
 calling thread's slab of ``counts`` and their ``pop`` and ``info`` summed into
-``pop_out[u, b]`` / ``info_out[u, b]``; the top-k lists are never written out.
+``pop_out[u, b]`` / ``info_out[u, b]``; the top-k lists are never written out
+(:func:`.ranking._beyond_row`, shared with the default kernel).
 """
 
 import numba as nb

@@ -48,6 +48,9 @@ dense mask:
    selected or sorted. If the sample was unlucky (fewer than K candidates) the row, now in
    cache, is scanned again with a lower threshold and finally with none: exact either way.
 
+Beyond-accuracy sums (coverage, popularity, novelty, Gini, entropy) take the top k of the same
+candidates (:func:`_split`: a value search by vectorised counts, no sort) in the same pass.
+
 The parallel drivers split the rows into tasks of ``_ROWS_PER_TASK`` (``prange``); each row's
 result depends on that row alone, so results are identical for any block size or thread count.
 """
