@@ -1,7 +1,8 @@
 """Ranking metrics under every peer's conventions, plus the top-k lists for beyond-accuracy metrics.
 
 The default evaluation (binary relevance, lower item index first on ties, MAP over min(k, n_ho),
-the metrics of :mod:`.ranking`) runs :func:`evcf_fast.kernels.ranking.topk_metrics`. This file
+the metrics of :mod:`.ranking`, with or without beyond-accuracy sums) runs
+:func:`evcf_fast.kernels.ranking.topk_metrics`. This file
 holds the general kernel that the metric engine calls for anything else; it reuses the same
 candidate search (:func:`.ranking._candidates`: one streamed pass, no sort, no copy of the row),
 so it reads the scores once as well. Array contract as in :mod:`.ranking`, plus:
@@ -30,7 +31,8 @@ Definitions (per row, ``n_ho`` held-out items, ranks 1..k, ``v`` the k_eff-th be
 Beyond-accuracy sums: for each cut-off ``bks[b]`` (int64, strictly decreasing), the row's top
 ``bks[b]`` items (fewer when fewer remain: ``len_out[u, b]``) are counted per item in the
 calling thread's slab of ``counts`` and their ``pop`` and ``info`` summed into
-``pop_out[u, b]`` / ``info_out[u, b]``; the top-k lists are never written out.
+``pop_out[u, b]`` / ``info_out[u, b]``; the top-k lists are never written out
+(:func:`.ranking._beyond_row`, shared with the default kernel).
 """
 
 import numba as nb
@@ -47,10 +49,11 @@ from .ranking import (
     PRECISION,
     RECALL,
     _better,
+    _beyond_row,
     _candidates,
     _prefetch_sample,
     _row_scratch,
-    _select,
+    _split,
 )
 
 RPREC = 6
@@ -243,155 +246,11 @@ def _metrics_ext(rk, ra, rt, rg, nr, n_ho, ks, codes, recall_mode, map_mode, tie
                 out[q] = 2.0 * prec * rec / (prec + rec)
 
 
-_BUCKETS = 64  # buckets of the value-range select
-
-
 @nb.njit(**_JIT)
-def _kth_largest(cs, m, k, buf):
-    """The k-th largest of cs[:m] (1 <= k <= m); ``buf`` (float64, >= m) is scratch.
-
-    A bucket select, branch-free where it matters: one pass for the range, one for a histogram
-    of _BUCKETS equal-width buckets, then the bucket holding the k-th largest (a few values)
-    is copied out and finished by a quickselect. The values never move in cs.
-    """
-    lo = np.inf
-    hi = -np.inf
-    for t in range(m):
-        x = cs[t]
-        lo = x if x < lo else lo
-        hi = x if x > hi else hi
-    if not (hi > lo) or lo == -np.inf or hi == np.inf:
-        return _quickselect(cs, m, k, buf, True)
-    hist = np.zeros(_BUCKETS + 1, np.int64)  # (only under tie orders other than lower_first)
-    scale = _BUCKETS / (hi - lo)
-    for t in range(m):
-        hist[np.int64((cs[t] - lo) * scale)] += 1
-    above = 0
-    q = _BUCKETS
-    while above + hist[q] < k:
-        above += hist[q]
-        q -= 1
-    # the bucket q holds the (k - above)-th largest; its bounds in value (generously widened:
-    # the membership test below recomputes the same bucket index, so it is exact)
-    n = 0
-    for t in range(m):
-        x = cs[t]
-        buf[n] = x
-        n += np.int64(np.int64((x - lo) * scale) == q)
-    return _quickselect(buf, n, k - above, buf, False)
-
-
-@nb.njit(**_JIT)
-def _quickselect(cs, m, k, buf, copy):
-    """The k-th largest of cs[:m] by a Hoare quickselect in buf (on a copy of cs when
-    ``copy``, else on buf itself)."""
-    if copy:
-        for t in range(m):
-            buf[t] = cs[t]
-    lo = 0
-    hi = m - 1
-    target = k - 1
-    while lo < hi:
-        pivot = buf[(lo + hi) >> 1]
-        i = lo
-        j = hi
-        while i <= j:
-            while buf[i] > pivot:
-                i += 1
-            while buf[j] < pivot:
-                j -= 1
-            if i <= j:
-                buf[i], buf[j] = buf[j], buf[i]
-                i += 1
-                j -= 1
-        if target <= j:
-            hi = j
-        elif target >= i:
-            lo = i
-        else:
-            break
-    return buf[target]
-
-
-@nb.njit(**_JIT)
-def _beyond_row(ci, cs, m, k_eff, ordered, bks, pop, info, counted, counts, pop_out, info_out,
-                len_out, buf, ties, hist):
-    """Beyond-accuracy sums of one row for each cut-off bks[b], from the candidates cs/ci[:m]
-    (the postcondition of :func:`.ranking._scan`), or from a list ci[:m] that is already best
-    first when ``ordered``. ``counts[b, item]`` (this thread's) counts the row's items when
-    ``counted``.
-
-    The top kb candidates are found without moving them: a histogram of _BUCKETS equal-width
-    value buckets tells which buckets lie wholly inside the top kb; their items are taken in
-    the same pass that copies out the boundary bucket, whose best (kb - above) items (tie rule:
-    lower index first) a small quickselect picks. Degenerate ranges (all equal, infinite
-    values) fall back to one quickselect over every candidate.
-    """
-    lo = np.inf
-    hi = -np.inf
-    if not ordered:
-        for t in range(m):
-            x = cs[t]
-            lo = x if x < lo else lo
-            hi = x if x > hi else hi
-    simple = ordered or not (hi > lo) or lo == -np.inf or hi == np.inf
-    with_pop = pop.shape[0] > 0  # empty: no list metric asked, skip the gathers
-    scale = 0.0 if simple else _BUCKETS / (hi - lo)
-    for b in range(bks.shape[0]):
-        kb = min(bks[b], k_eff)
-        ps = 0.0
-        ins = 0.0
-        if ordered:
-            for t in range(kb):
-                item = ci[t]
-                if with_pop:
-                    ps += pop[item]
-                    ins += info[item]
-                if counted:
-                    counts[b, item] += 1
-        elif kb > 0:
-            n = 0
-            above = 0
-            if simple:  # every candidate is a boundary candidate
-                for t in range(m):
-                    buf[t] = cs[t]
-                    ties[t] = ci[t]
-                n = m
-            else:
-                for q in range(_BUCKETS + 1):
-                    hist[q] = 0
-                for t in range(m):
-                    hist[np.int64((cs[t] - lo) * scale)] += 1
-                q = _BUCKETS
-                while above + hist[q] < kb:
-                    above += hist[q]
-                    q -= 1
-                for t in range(m):
-                    x = cs[t]
-                    item = ci[t]
-                    bi = np.int64((x - lo) * scale)
-                    if bi > q:  # random accesses only for the items taken
-                        if with_pop:
-                            ps += pop[item]
-                            ins += info[item]
-                        if counted:
-                            counts[b, item] += 1
-                    buf[n] = x
-                    ties[n] = item
-                    n += np.int64(bi == q)
-            need = kb - above
-            if need < n:
-                _select(buf, ties, n, need)
-            for t in range(need):
-                item = ties[t]
-                if with_pop:
-                    ps += pop[item]
-                    ins += info[item]
-                if counted:
-                    counts[b, item] += 1
-        pop_out[b] = ps
-        info_out[b] = ins
-        len_out[b] = kb
+def _kth_largest(cs, ci, m, k, floor, has_floor, sel, buf, ties):
+    """The k-th largest of cs[:m] (1 <= k <= m); sel, buf and ties (>= m) are scratch."""
+    _, need = _split(cs, ci, m, k, floor, has_floor, sel, buf, ties, True)
+    return buf[need - 1]
 
 
 @nb.njit(parallel=True, **_JIT)
@@ -426,7 +285,7 @@ def topk_metrics_ext(scores, excl_indptr, excl_indices, ho_indptr, ho_indices, h
         gidcg = np.empty(k, np.float64)
         buf = np.empty(cs.shape[0], np.float64)
         ties = np.empty(cs.shape[0], np.int64)
-        hist = np.empty(_BUCKETS + 1, np.int64)
+        sel = np.empty(cs.shape[0], np.int64)
         for u in range(task * _ROWS_PER_TASK, min(n_rows, (task + 1) * _ROWS_PER_TASK)):
             row = scores[u]
             nxt = scores[min(u + 1, n_rows - 1)]
@@ -440,7 +299,7 @@ def topk_metrics_ext(scores, excl_indptr, excl_indices, ho_indptr, ho_indices, h
             nan_rows[u] = has_nan
             v = NEG_INF
             if k_eff > 0 and tie_mode != 0:
-                v = _kth_largest(cs, m, k_eff, buf)
+                v = _kth_largest(cs, ci, m, k_eff, floor, has_floor, sel, buf, ties)
             if ks.shape[0]:
                 nr = 0
                 if ho.shape[0] > 0 and k_eff > 0:
@@ -451,9 +310,9 @@ def topk_metrics_ext(scores, excl_indptr, excl_indices, ho_indptr, ho_indices, h
                 _metrics_ext(rk, ra, rt, rg, nr, ho.shape[0], ks, codes, recall_mode, map_mode,
                              tie_mode, discount, cumd, gidcg if graded else idcg, out[u])
             if bks.shape[0]:
-                _beyond_row(ci, cs, m, k_eff, False, bks, pop, info,
+                _beyond_row(ci, cs, m, k_eff, floor, has_floor, False, bks, pop, info,
                             count_empty or ho.shape[0] > 0, counts[nb.get_thread_id()],
-                            pop_out[u], info_out[u], len_out[u], buf, ties, hist)
+                            pop_out[u], info_out[u], len_out[u], sel, buf, ties)
 
 
 @nb.njit(parallel=True, **_JIT)
@@ -507,6 +366,6 @@ def topk_metrics_from_topk_ext(topk, excl_indptr, excl_indices, ho_indptr, ho_in
                 _metrics_ext(rk, ra, rt, rg, nr, ho.shape[0], ks, codes, recall_mode, map_mode,
                              0, discount, cumd, gidcg if graded else idcg, out[u])
             if bks.shape[0]:
-                _beyond_row(lst, dummy, rank, rank, True, bks, pop, info,
+                _beyond_row(lst, dummy, rank, rank, NEG_INF, False, True, bks, pop, info,
                             count_empty or ho.shape[0] > 0, counts[nb.get_thread_id()],
-                            pop_out[u], info_out[u], len_out[u], dummy, lst, lst)
+                            pop_out[u], info_out[u], len_out[u], lst, dummy, lst)

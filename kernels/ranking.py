@@ -48,6 +48,9 @@ dense mask:
    selected or sorted. If the sample was unlucky (fewer than K candidates) the row, now in
    cache, is scanned again with a lower threshold and finally with none: exact either way.
 
+Beyond-accuracy sums (coverage, popularity, novelty, Gini, entropy) take the top k of the same
+candidates (:func:`_split`: a value search by vectorised counts, no sort) in the same pass.
+
 The parallel drivers split the rows into tasks of ``_ROWS_PER_TASK`` (``prange``); each row's
 result depends on that row alone, so results are identical for any block size or thread count.
 """
@@ -110,6 +113,106 @@ def _prefetch(typingctx, arr, idx):
         return context.get_dummy_value()
 
     return types.none(arr, idx), codegen
+
+
+def _load_vector(context, builder, aryty, ary, idx, count):
+    """``count`` consecutive elements of a 1-d array from ``idx`` as one LLVM vector."""
+    arr = context.make_array(aryty)(context, builder, ary)
+    ptr = cgutils.get_item_pointer(context, builder, aryty, arr, [idx], wraparound=False)
+    vty = ir.VectorType(context.get_value_type(aryty.dtype), count)
+    return builder.load(builder.bitcast(ptr, vty.as_pointer()), align=aryty.dtype.bitwidth // 8)
+
+
+def _splat(builder, value, count):
+    vty = ir.VectorType(value.type, count)
+    one = builder.insert_element(ir.Constant(vty, ir.Undefined), value, ir.IntType(32)(0))
+    zeros = ir.Constant(ir.VectorType(ir.IntType(32), count), [0] * count)
+    return builder.shuffle_vector(one, ir.Constant(vty, ir.Undefined), zeros)
+
+
+@intrinsic
+def _above_bits(typingctx, arr, idx, thr):
+    """uint64 whose bit t says ``not arr[idx + t] <= thr`` (above it, or NaN), t < 64: one
+    vector compare whose mask is the word (``thr`` has the array's dtype)."""
+
+    def codegen(context, builder, signature, args):
+        vec = _load_vector(context, builder, signature.args[0], args[0], args[1], _BLOCK)
+        bits = builder.fcmp_unordered(">", vec, _splat(builder, args[2], _BLOCK))
+        return builder.bitcast(bits, ir.IntType(_BLOCK))
+
+    return types.uint64(arr, idx, thr), codegen
+
+
+def _vector_max(count):
+    """An intrinsic ``f(arr, idx)``: the float64 maximum of ``arr[idx : idx + count]``, NaN
+    counted as -inf (one vector load; NaN lanes are replaced, then halves are compared until
+    one lane is left)."""
+
+    @intrinsic
+    def vector_max(typingctx, arr, idx):
+        def codegen(context, builder, signature, args):
+            vec = _load_vector(context, builder, signature.args[0], args[0], args[1], count)
+            elt = vec.type.element
+            nan = builder.fcmp_unordered("uno", vec, vec)
+            vec = builder.select(nan, _splat(builder, ir.Constant(elt, NEG_INF), count), vec)
+            width = count
+            while width > 1:
+                width //= 2
+                undef = ir.Constant(vec.type, ir.Undefined)
+                lo = builder.shuffle_vector(vec, undef, ir.Constant(
+                    ir.VectorType(ir.IntType(32), width), list(range(width))))
+                hi = builder.shuffle_vector(vec, undef, ir.Constant(
+                    ir.VectorType(ir.IntType(32), width), list(range(width, 2 * width))))
+                vec = builder.select(builder.fcmp_ordered(">", lo, hi), lo, hi)
+            x = builder.extract_element(vec, ir.IntType(32)(0))
+            return x if elt == ir.DoubleType() else builder.fpext(x, ir.DoubleType())
+
+        return types.float64(arr, idx), codegen
+
+    return vector_max
+
+
+_run_max = _vector_max(_SAMPLE_RUN)  # one sampled run
+_max8 = _vector_max(8)
+
+
+@intrinsic
+def _take_above8(typingctx, xs, ids, t, lo, out, a):
+    """Store those of ids[t : t + 8] whose xs (float64) is above lo at out[a:], in order,
+    and return how many (a masked compress-store: one instruction with AVX-512)."""
+
+    def codegen(context, builder, signature, args):
+        vx = _load_vector(context, builder, signature.args[0], args[0], args[2], 8)
+        vi = _load_vector(context, builder, signature.args[1], args[1], args[2], 8)
+        mask = builder.fcmp_ordered(">", vx, _splat(builder, args[3], 8))
+        oty = signature.args[4]
+        arr = context.make_array(oty)(context, builder, args[4])
+        ptr = cgutils.get_item_pointer(context, builder, oty, arr, [args[5]], wraparound=False)
+        fnty = ir.FunctionType(ir.VoidType(), [vi.type, ptr.type, mask.type])
+        fn = cgutils.get_or_insert_function(
+            builder.module, fnty, f"llvm.masked.compressstore.v8i{oty.dtype.bitwidth}")
+        builder.call(fn, [vi, ptr, mask])
+        return builder.ctpop(builder.zext(builder.bitcast(mask, ir.IntType(8)), ir.IntType(64)))
+
+    sig = types.int64(xs, ids, t, lo, out, a)
+    ok = (xs.dtype == types.float64 and ids.dtype == out.dtype == types.int64
+          and lo == types.float64)
+    return (sig, codegen) if ok else None
+
+
+@nb.njit(**_JIT)
+def _max(xs, m):
+    """float64 maximum of xs[:m] (m >= 1), NaN counted as -inf: eight elements per step."""
+    x = NEG_INF
+    t = 0
+    while t + 8 <= m:
+        v = _max8(xs, t)
+        x = v if v > x else x
+        t += 8
+    for t in range(t, m):
+        v = np.float64(xs[t])
+        x = v if v > x else x
+    return x
 
 
 @nb.njit(inline="always", **_JIT)
@@ -175,24 +278,7 @@ def _run_maxima(row, runmax):
     for b in range(_SAMPLE_RUNS):
         for q in range(_SAMPLE_PREFETCH):  # the row's head for pass 1, while memory idles
             _prefetch(row, min((b * _SAMPLE_PREFETCH + q) * line, n - 1))
-        j0 = (b * span) // (_SAMPLE_RUNS - 1)
-        # four independent chains; NaN never wins a comparison
-        x0 = NEG_INF
-        x1 = NEG_INF
-        x2 = NEG_INF
-        x3 = NEG_INF
-        for j in range(j0, j0 + _SAMPLE_RUN, 4):
-            v0 = np.float64(row[j])
-            v1 = np.float64(row[j + 1])
-            v2 = np.float64(row[j + 2])
-            v3 = np.float64(row[j + 3])
-            x0 = v0 if v0 > x0 else x0
-            x1 = v1 if v1 > x1 else x1
-            x2 = v2 if v2 > x2 else x2
-            x3 = v3 if v3 > x3 else x3
-        x0 = x1 if x1 > x0 else x0
-        x2 = x3 if x3 > x2 else x2
-        runmax[b] = x2 if x2 > x0 else x0
+        runmax[b] = _run_max(row, (b * span) // (_SAMPLE_RUNS - 1))
 
 
 @nb.njit(**_JIT)
@@ -242,7 +328,8 @@ def _extract(row, masks, summ, start, q, sm, m, limit, cs, ci, nxt, cursor):
     """
     n_summ = summ.shape[0]
     line = 64 // nxt.itemsize
-    n_next = nxt.shape[0]
+    last_next = nxt.shape[0] - 1
+    last = row.shape[0] - 1
     bad = False
     while q < n_summ:
         while sm:
@@ -251,11 +338,21 @@ def _extract(row, masks, summ, start, q, sm, m, limit, cs, ci, nxt, cursor):
             w = (q << 6) + np.int64(_cttz(sm))
             sm &= sm - np.uint64(1)
             for _ in range(_PREFETCH_LINES):
-                if cursor < n_next:
-                    _prefetch(nxt, cursor)
-                    cursor += line
+                _prefetch(nxt, min(cursor, last_next))
+                cursor += line
             mask = masks[w]
             base = start + w * _BLOCK
+            # the word's first bit without a branch (most words hold one bit: a loop's exit
+            # would mispredict on every word that holds two); a word whose bits all went to
+            # the exclusions writes a slot from a clamped index that the next word overwrites
+            one = mask != 0
+            t = min(base + np.int64(_cttz(mask)), last)
+            mask &= mask - np.uint64(1)
+            x = np.float64(row[t])
+            bad |= (x != x) & one
+            cs[m] = x
+            ci[m] = t
+            m += np.int64(one)
             while mask:
                 t = base + np.int64(_cttz(mask))
                 mask &= mask - np.uint64(1)
@@ -344,17 +441,21 @@ def _scan(row, ex, thr, have_thr, k, cs, ci, tb, masks, summ, nxt, careful):
     start = j
     n_words = (n - start + _BLOCK - 1) // _BLOCK
     n_full = start + ((n - start) // _BLOCK) * _BLOCK
+    # (and a summary bitmap, one bit per non-zero word, kept in a register meanwhile)
     w = 0
+    sw = np.uint64(0)
     ahead = _STREAM_AHEAD // row.itemsize
     line = 64 // row.itemsize
     while j < n_full:
         # the hardware prefetcher stops at 4 KiB page boundaries: request ahead of it
         for q in range(0, _BLOCK, line):
             _prefetch(row, min(j + ahead + q, n - 1))
-        mask = np.uint64(0)
-        for t in range(_BLOCK):
-            mask |= np.uint64(not (row[j + t] <= thr_n)) << np.uint64(t)
+        mask = _above_bits(row, j, thr_n)
         masks[w] = mask
+        sw |= np.uint64(mask != 0) << np.uint64(w & 63)
+        if (w & 63) == 63:
+            summ[w >> 6] = sw
+            sw = np.uint64(0)
         w += 1
         j += _BLOCK
     if j < n:
@@ -362,17 +463,17 @@ def _scan(row, ex, thr, have_thr, k, cs, ci, tb, masks, summ, nxt, careful):
         for t in range(n - j):
             mask |= np.uint64(not (row[j + t] <= thr_n)) << np.uint64(t)
         masks[w] = mask
-    # excluded items leave the candidates by clearing their bits: no per-candidate lookup
+        summ[w >> 6] = sw | (np.uint64(mask != 0) << np.uint64(w & 63))  # the last word
+    elif w & 63:
+        summ[w >> 6] = sw
+    # excluded items leave the candidates by clearing their bits: no per-candidate lookup (a
+    # word cleared to zero keeps its summary bit: pass 2 then finds nothing in it)
     for q in range(p, ne):
         e = ex[q] - start
         masks[e >> 6] &= ~(np.uint64(1) << np.uint64(e & 63))
     # pass 2, on the row now in cache: visit the set bits only, finding the non-zero words
-    # through a summary bitmap (a test per word would mispredict about once in two words)
+    # through the summary (a test per word would mispredict about once in two words)
     n_summ = (n_words + 63) >> 6
-    for q in range(n_summ):
-        summ[q] = 0
-    for w in range(n_words):
-        summ[w >> 6] |= np.uint64(masks[w] != 0) << np.uint64(w & 63)
     if careful:
         # meanwhile the memory bus would idle: fetch the next row, a few lines per visited word
         line = 64 // nxt.itemsize
@@ -456,14 +557,14 @@ def _hit_ranks(row, ex, ho, cs, ci, m, k_eff, floor, has_floor, ranks):
     p = 0
     for q in range(ho.shape[0]):
         h = ho[q]
-        while p < ne and ex[p] < h:
-            p += 1
-        if p < ne and ex[p] == h:
-            continue
         x = np.float64(row[h])
         if x != x:
             x = NEG_INF
-        if has_floor and not x > floor:
+        if has_floor and not x > floor:  # below every candidate (most held-out items)
+            continue
+        while p < ne and ex[p] < h:  # (p only moves forward: skipped items need no lookup)
+            p += 1
+        if p < ne and ex[p] == h:
             continue
         c = 1
         for t in range(m):
@@ -515,6 +616,146 @@ def _metrics_row(ranks, nh, n_ho, ks, codes, recall_mode, discount, idcg, out):
 
 
 # ---------------------------------------------------------------------------------------------
+# the top-k sets of the beyond-accuracy metrics
+
+
+_SMALL = 16  # candidates left in the range when the value search of _split may stop early
+_STEPS = 48  # at most this many steps of that search
+
+
+@nb.njit(**_JIT)
+def _count_above(cs, m, v):
+    """How many of cs[:m] are > v (a vectorised pass)."""
+    c = 0
+    for t in range(m):
+        c += np.int64(cs[t] > v)
+    return c
+
+
+@nb.njit(**_JIT)
+def _split(cs, ci, m, kb, floor, has_floor, sel, buf, ties, kth):
+    """The best kb (1 <= kb <= m) of the candidates cs/ci[:m] (higher score, then lower index),
+    found without moving them: returns (a, need), a + need = kb, with the items sel[:a] and
+    ties[:need] (scores buf[:need]). With ``kth``, buf/ties[need - 1] is the kb-th best
+    (need >= 1). When ``has_floor`` every candidate scores above ``floor``.
+
+    A value search narrows a range (lo, hi] that holds the kb-th best score: each step is one
+    vectorised count of the scores above a pivot, placed by interpolating the counts at the
+    bounds (halving the range when a step gained too little). Mostly it ends with exactly kb
+    scores above lo: one branch-free pass then takes them (a = kb). Otherwise (ties at the
+    cut, or ``kth``) the pass takes the items above hi and copies the range's candidates out,
+    and a quickselect with the tie rule picks the best need of them. Infinite scores leave no
+    range to interpolate: the quickselect then runs over all m.
+    """
+    # pad the scores to whole steps of 16 with -inf (above no bound) where the buffer has room:
+    # the vector loops below then have no remainder to branch on
+    mp = (m + 15) & ~15
+    if mp <= cs.shape[0]:
+        for t in range(m, mp):
+            cs[t] = NEG_INF
+    else:
+        mp = m
+    hi = _max(cs, mp)
+    if has_floor:
+        lo = floor
+    else:
+        lo = np.inf
+        for t in range(m):
+            x = cs[t]
+            lo = x if x < lo else lo
+        lo = np.nextafter(lo, NEG_INF)
+    simple = not (lo > NEG_INF and hi < np.inf)
+    c_lo = m  # invariant: count(> lo) = c_lo >= kb > c_hi = count(> hi)
+    c_hi = 0
+    if not simple:
+        halve = False
+        for _ in range(_STEPS):
+            if (c_lo - c_hi <= _SMALL) if kth else (c_lo == kb):
+                break
+            frac = 0.5 if halve else (c_lo - kb + 0.5) / (c_lo - c_hi)
+            frac = min(max(frac, 1.0 / 16), 15.0 / 16)
+            piv = lo + (hi - lo) * frac
+            if not (lo < piv < hi):  # adjacent floating-point values: nothing to split
+                break
+            c = _count_above(cs, mp, piv)
+            before = c_lo - c_hi
+            if c >= kb:
+                lo = piv
+                c_lo = c
+            else:
+                hi = piv
+                c_hi = c
+            halve = 2 * (c_lo - c_hi) > before
+    a = 0
+    if not simple and c_lo == kb and not kth:
+        t = 0
+        while t + 8 <= mp:
+            a += _take_above8(cs, ci, t, lo, sel, a)
+            t += 8
+        for t in range(t, mp):
+            sel[a] = ci[t]
+            a += np.int64(cs[t] > lo)
+        return a, 0
+    n = 0
+    keep = not simple
+    for t in range(m):
+        x = cs[t]
+        item = ci[t]
+        sel[a] = item
+        a += np.int64((x > hi) & keep)
+        buf[n] = x
+        ties[n] = item
+        n += np.int64(simple | ((x > lo) & (x <= hi)))
+    need = kb - a
+    if need < n or kth:
+        _select(buf, ties, n, need)
+    return a, need
+
+
+@nb.njit(inline="always", **_JIT)
+def _list_sums(items, n, pop, info, counted, counts_b):
+    """Add the items[:n] of a top-k list to the counts (when ``counted``) and return the sums
+    of their popularity and self-information (0 when no list metric was asked: empty tables)."""
+    ps = 0.0
+    ins = 0.0
+    with_pop = pop.shape[0] > 0
+    for t in range(n):
+        item = items[t]
+        if with_pop:
+            ps += pop[item]
+            ins += info[item]
+        if counted:
+            counts_b[item] += 1
+    return ps, ins
+
+
+@nb.njit(**_JIT)
+def _beyond_row(ci, cs, m, k_eff, floor, has_floor, ordered, bks, pop, info, counted, counts,
+                pop_out, info_out, len_out, sel, buf, ties):
+    """Beyond-accuracy sums of one row for each cut-off bks[b], from the candidates cs/ci[:m]
+    (the postcondition of :func:`.ranking._scan`), or from a list ci[:m] that is already best
+    first when ``ordered``. ``counts[b, item]`` (this thread's) counts the row's items when
+    ``counted``. The top kb candidates are found by :func:`_split`, without sorting them.
+    """
+    for b in range(bks.shape[0]):
+        kb = min(bks[b], k_eff)
+        if ordered or kb == m:  # the list, or every candidate
+            ps, ins = _list_sums(ci, kb, pop, info, counted, counts[b])
+        elif kb > 0:
+            a, need = _split(cs, ci, m, kb, floor, has_floor, sel, buf, ties, False)
+            ps, ins = _list_sums(sel, a, pop, info, counted, counts[b])
+            ps2, ins2 = _list_sums(ties, need, pop, info, counted, counts[b])
+            ps += ps2
+            ins += ins2
+        else:
+            ps = 0.0
+            ins = 0.0
+        pop_out[b] = ps
+        info_out[b] = ins
+        len_out[b] = kb
+
+
+# ---------------------------------------------------------------------------------------------
 # parallel drivers
 
 
@@ -538,26 +779,41 @@ def _row_scratch(scores, k):
 
 @nb.njit(parallel=True, **_JIT)
 def topk_metrics(scores, excl_indptr, excl_indices, ho_indptr, ho_indices, ks, codes,
-                 recall_mode, discount, idcg, out, nan_rows):
-    """Fused masked top-K and ranking metrics for a block of rows (see the module docstring).
+                 recall_mode, discount, idcg, bks, pop, info, count_empty, counts, pop_out,
+                 info_out, len_out, out, nan_rows):
+    """Fused masked top-K, ranking metrics and beyond-accuracy sums for a block of rows (see the
+    module docstring).
 
     Parameters
     ----------
     scores : float32 or float64 array of shape (n_rows, n_items), C-order
     excl_indptr, excl_indices : CSR of the items to exclude (fold-in items) for these rows
     ho_indptr, ho_indices : CSR of the held-out items for these rows
-    ks, codes : int64 arrays of equal length, cut-off and metric code per output column
+    ks, codes : int64 arrays of equal length, cut-off and metric code per output column (may be
+        empty when only beyond-accuracy sums are asked)
     recall_mode : int, 0 for hits / min(k, n_ho), 1 for hits / n_ho
-    discount, idcg : float64 arrays of length max(ks)
+    discount, idcg : float64 arrays of length max(ks, bks)
+    bks, pop, info, count_empty, counts, pop_out, info_out, len_out : the beyond-accuracy sums
+        of :func:`_beyond_row` (``bks`` int64, strictly decreasing, may be empty; ``pop`` and
+        ``info`` float64 per item, empty when no list metric is asked); ``counts`` (int32,
+        (n_threads, len(bks), n_items), one slab per Numba thread, zeroed by the caller) is
+        added to for the rows with held-out items (every row when ``count_empty``); the others,
+        (n_rows, len(bks)), are written
     out : float64 array of shape (n_rows, len(ks)), written
     nan_rows : uint8 array of shape (n_rows,), written: 1 where the row holds a NaN score
     """
     n_rows, n_items = scores.shape
-    k = min(ks.max(), n_items)
+    k_acc = ks.max() if ks.shape[0] else 1
+    k_b = bks.max() if bks.shape[0] else 1
+    k = min(max(k_acc, k_b), n_items)
     n_tasks = (n_rows + _ROWS_PER_TASK - 1) // _ROWS_PER_TASK
     for task in nb.prange(n_tasks):
         cs, ci, top, tb, masks, summ = _row_scratch(scores, k)
         ranks = np.empty(k, np.int64)
+        n_split = cs.shape[0] if bks.shape[0] else 0
+        sel = np.empty(n_split, np.int64)
+        buf = np.empty(n_split, np.float64)
+        ties = np.empty(n_split, np.int64)
         for u in range(task * _ROWS_PER_TASK, min(n_rows, (task + 1) * _ROWS_PER_TASK)):
             row = scores[u]
             nxt = scores[min(u + 1, n_rows - 1)]
@@ -571,6 +827,10 @@ def topk_metrics(scores, excl_indptr, excl_indices, ho_indptr, ho_indices, ks, c
             if ho.shape[0] > 0 and k_eff > 0:
                 nh = _hit_ranks(row, ex, ho, cs, ci, m, k_eff, floor, has_floor, ranks)
             _metrics_row(ranks, nh, ho.shape[0], ks, codes, recall_mode, discount, idcg, out[u])
+            if bks.shape[0]:
+                _beyond_row(ci, cs, m, k_eff, floor, has_floor, False, bks, pop, info,
+                            count_empty or ho.shape[0] > 0, counts[nb.get_thread_id()],
+                            pop_out[u], info_out[u], len_out[u], sel, buf, ties)
 
 
 @nb.njit(parallel=True, **_JIT)

@@ -6,6 +6,7 @@ threshold; dedicated rows force each of its fallbacks (threshold too high once a
 the compaction path (threshold too low) by planting values at the sampled positions.
 """
 
+import numba as nb
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -26,8 +27,15 @@ def run_kernel(scores, heldout, exclude, metrics, *, recall_mode=0):
     nan_rows = np.zeros(scores.shape[0], np.uint8)
     R.topk_metrics(scores, exclude.indptr.astype(np.int64), exclude.indices,
                    heldout.indptr.astype(np.int64), heldout.indices, ks, codes, recall_mode,
-                   disc, np.cumsum(disc), out, nan_rows)
+                   disc, np.cumsum(disc), *no_lists(scores.shape[0]), out, nan_rows)
     return {m: out[:, q] for q, m in enumerate(metrics)}, nan_rows
+
+
+def no_lists(n_rows):
+    """The beyond-accuracy arguments of topk_metrics when no list metric is asked."""
+    empty = np.zeros(0, np.float64)
+    return (np.zeros(0, np.int64), empty, empty, False, np.zeros((1, 0, 0), np.int32),
+            np.empty((n_rows, 0)), np.empty((n_rows, 0)), np.empty((n_rows, 0), np.int64))
 
 
 def check(scores, ho_rows, ex_rows, metrics, *, recall_mode=0):
@@ -166,7 +174,7 @@ def test_kernel_row_block_slices_of_indptr():
     out = np.empty((3, 1))
     R.topk_metrics(s[2:5], ex.indptr[2:6].astype(np.int64), ex.indices,
                    ho.indptr[2:6].astype(np.int64), ho.indices, ks,
-                   np.array([R.NDCG], np.int64), 0, disc, np.cumsum(disc), out,
+                   np.array([R.NDCG], np.int64), 0, disc, np.cumsum(disc), *no_lists(3), out,
                    np.zeros(3, np.uint8))
     np.testing.assert_array_equal(out[:, 0], full["ndcg@10"][2:5])
 
@@ -229,3 +237,119 @@ def test_metrics_from_topk_matrix_match_oracle(case, recall_mode):
 
 def test_rows_of_roundtrip():
     assert rows_of(csr([[2, 0], []], 3)) == [[0, 2], []]
+
+
+# ---------------------------------------------------------------------------------------------
+# the vectorised pieces of the candidate search (issue 11): the 64-score compare of pass 1 with
+# its summary bitmap, the sampled run maxima, the first set bit of a word taken without a branch
+
+
+@pytest.mark.parametrize("n_items", [4095, 4096, 4097, 8191, 8192 + 63])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_kernel_row_lengths_around_summary_words(n_items, dtype):
+    """Rows of 64 x 64 words +- one score: the last (partial) mask word is the 64th of its
+    summary word, or starts a new one. Exclusions empty some mask words entirely (their summary
+    bit stays set), including the row's last word, and NaN sits in a candidate word."""
+    rng = np.random.default_rng(n_items)
+    s = rng.standard_normal((4, n_items))
+    s[:, -5:] += 6  # the last word holds candidates ...
+    ex = [rng.choice(n_items, 58, replace=False).tolist() for _ in range(4)]
+    ex[0] += list(range(n_items - 5, n_items))  # ... which row 0 excludes all
+    ex[1] += [int(j) for j in np.flatnonzero(s[1] > 2.0)]  # every high score of row 1
+    s[2, n_items // 2] = np.nan
+    s[2, n_items // 2 + 1] = 9.0
+    top = [ranking_head(s[u], ex[u]) for u in range(4)]
+    ho = [sorted(set(rng.choice(top[u], 8, replace=False).tolist())
+                 | set(rng.choice(n_items, 8, replace=False).tolist())) for u in range(4)]
+    nan_rows = check(s.astype(dtype), ho, ex, ["ndcg@50", "recall@20", "mrr@50", "map@50"])
+    assert nan_rows.tolist() == [0, 0, 1, 0]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_run_maxima_nan_as_neg_inf(dtype):
+    """Each sampled run's maximum equals NumPy's over the same scores, NaN counted as -inf
+    (a run of NaN only gives -inf); +inf and -inf as they are."""
+    rng = np.random.default_rng(0)
+    n = 5000
+    row = rng.standard_normal(n).astype(dtype)
+    pos = sampled_positions(n).reshape(R._SAMPLE_RUNS, R._SAMPLE_RUN)
+    row[pos[0]] = np.nan
+    row[pos[1, ::2]] = np.nan
+    row[pos[2, 3]] = np.inf
+    row[pos[3]] = -np.inf
+    row[pos[4, 5]] = -np.inf
+    got = np.empty(R._SAMPLE_RUNS)
+    R._run_maxima(row, got)
+    want = np.where(np.isnan(row[pos]), -np.inf, row[pos].astype(np.float64)).max(axis=1)
+    np.testing.assert_array_equal(got, want)
+
+
+# ---------------------------------------------------------------------------------------------
+# the top-k split of the beyond-accuracy metrics (kernels/conventions.py: _split)
+
+
+def split_case(draw_kind, rng, m):
+    if draw_kind == "continuous":
+        cs = rng.standard_normal(m)
+    elif draw_kind == "ties":
+        cs = rng.integers(0, 4, m).astype(np.float64)
+    elif draw_kind == "equal":
+        cs = np.full(m, 1.5)
+    elif draw_kind == "inf":
+        cs = rng.choice([np.inf, -np.inf, 0.0, 1.0], m)
+    else:  # "close": a few adjacent floating-point values
+        cs = np.nextafter(1.0, 2.0 * rng.integers(0, 2, m))
+    ci = rng.permutation(10 * m)[:m].astype(np.int64)
+    return cs, ci
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 300), st.data(),
+       st.sampled_from(["continuous", "ties", "equal", "inf", "close"]), st.booleans())
+def test_split_takes_the_best_kb(m, data, kind, use_floor):
+    """The items _split returns are exactly the best kb of the candidates (score descending,
+    lower index first on ties), and with ``kth`` the last one is the kb-th best; with a floor
+    below every score or without one (the minimum is found then)."""
+    from evcf_fast.kernels import conventions as K
+
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    kb = data.draw(st.integers(1, m))
+    cs, ci = split_case(kind, rng, m)
+    finite = cs[np.isfinite(cs)]
+    floor = (finite.min() - 1.0) if use_floor and finite.size == m else -np.inf
+    order = np.lexsort((ci, -cs))
+    want = set(ci[order[:kb]].tolist())
+    for kth in (False, True):
+        sel, buf, ties = np.empty(m, np.int64), np.empty(m), np.empty(m, np.int64)
+        a, need = K._split(cs, ci, m, kb, floor, bool(np.isfinite(floor)), sel, buf, ties, kth)
+        assert a + need == kb
+        got = sel[:a].tolist() + ties[:need].tolist()
+        assert len(got) == kb and set(got) == want
+        if kth:
+            assert need >= 1 and buf[need - 1] == cs[order[kb - 1]]
+            assert ties[need - 1] == ci[order[kb - 1]]
+    assert K._kth_largest(cs, ci, m, kb, floor, bool(np.isfinite(floor)), np.empty(m, np.int64),
+                          np.empty(m), np.empty(m, np.int64)) == cs[order[kb - 1]]
+
+
+@pytest.mark.parametrize("m", [1, 7, 8, 9, 16, 23])
+def test_max_and_compress_store_tails(m):
+    """_max and _take_above8 over lengths around their 8-element steps."""
+    rng = np.random.default_rng(m)
+    xs = rng.standard_normal(m)
+    assert R._max(xs, m) == xs.max()
+    ids = np.arange(100, 100 + m, dtype=np.int64)
+    out = np.full(m + 8, -1, np.int64)
+    a, t = _take_above_steps(xs, ids, m, out)
+    assert t == m - m % 8
+    assert out[:a].tolist() == ids[:t][xs[:t] > 0.0].tolist()
+
+
+@nb.njit
+def _take_above_steps(xs, ids, m, out):
+    a = 0
+    t = 0
+    while t + 8 <= m:
+        a += R._take_above8(xs, ids, t, 0.0, out, a)
+        t += 8
+    return a, t

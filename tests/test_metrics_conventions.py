@@ -131,6 +131,8 @@ def oracle(scores, heldout, exclude_rows, metrics, *, recall_denominator="min",
                 vals = np.full(n_users, math.nan)
                 for u in users:
                     items = [int(j) for j in tops[u]]
+                    if not items:  # every item excluded: an empty list has no mean
+                        continue
                     if name == "avgpop":
                         vals[u] = sum(pop[j] for j in items) / len(items)
                     else:
@@ -241,7 +243,7 @@ def test_large_rows_take_the_threshold_path(ties):
 
 @pytest.mark.parametrize("levels", [None, 40])
 def test_beyond_accuracy_on_long_rows(levels):
-    """Long rows (the sampled-threshold path and the bucket select of the top-k sets), with
+    """Long rows (the sampled-threshold path and the value-search split of the top-k sets), with
     continuous or tied scores, several cut-offs."""
     rng = np.random.default_rng(11)
     n_items = 4000
@@ -255,6 +257,32 @@ def test_beyond_accuracy_on_long_rows(levels):
                "coverage@30"]
     res = evaluate(s, heldout, exclude=ex, metrics=metrics, train=train)
     want, agg = oracle(s, heldout, rows_of(ex), metrics, train=train)
+    check(res, want, agg)
+
+
+@pytest.mark.parametrize("ties", OPTIONS["ties"])
+def test_beyond_accuracy_edge_rows(ties):
+    """Long rows through the value-search split of the top-k sets (issue 11): all scores equal,
+    fewer unmasked items than k, everything masked, a NaN, mostly -inf, adjacent floats."""
+    rng = np.random.default_rng(12)
+    n_items = 3000
+    s = rng.standard_normal((8, n_items))
+    s[0] = 0.25  # every score equal: the lower indices win
+    s[3, 17] = np.nan
+    s[4] = -np.inf
+    s[4, rng.choice(n_items, 40, replace=False)] = rng.standard_normal(40)
+    s[5] = np.nextafter(1.0, 2.0 * rng.integers(0, 2, n_items))
+    s[6, :200] = 5.0  # a tie group across the cut
+    ex_rows = [list(rng.choice(n_items, 60, replace=False)) for _ in range(8)]
+    ex_rows[1] = [j for j in range(n_items) if j % 100]  # 30 items left, k = 100
+    ex_rows[2] = list(range(n_items))  # everything masked
+    heldout = csr([list(rng.choice(n_items, 10, replace=False)) for _ in range(8)], n_items)
+    train = csr([list(rng.choice(n_items, 300, replace=False)) for _ in range(40)], n_items)
+    metrics = ["ndcg@100", "recall@20", "coverage@100", "gini@100", "entropy@50",
+               "avgpop@100", "novelty@20"]
+    res = evaluate(s, heldout, exclude=csr(ex_rows, n_items), metrics=metrics, train=train,
+                   ties=ties, nan_policy="neg_inf")
+    want, agg = oracle(s, heldout, ex_rows, metrics, train=train, ties=ties)
     check(res, want, agg)
 
 

@@ -73,8 +73,9 @@ def evaluate_numba(blocks: _ScoreBlocks, heldout, exclude, specs: tuple[MetricSp
                    conv: Conventions, train, nan_policy: str, batch_size: int | None,
                    n_threads: int | None, progress: bool):
     """Per-user metric arrays, held-out counts and aggregate values: the engine of
-    ``evaluate(backend="numba")``. The default conventions without beyond-accuracy metrics run
-    the fused default kernel; anything else the general one (:mod:`evcf_fast.kernels.conventions`).
+    ``evaluate(backend="numba")``. The default conventions run the fused default kernel (with
+    the beyond-accuracy sums in the same pass); anything else the general one
+    (:mod:`evcf_fast.kernels.conventions`).
 
     Returns ``(per_user, n_heldout, aggregate)``; see :func:`evcf_fast.metrics.evaluate`.
     """
@@ -88,20 +89,20 @@ def evaluate_numba(blocks: _ScoreBlocks, heldout, exclude, specs: tuple[MetricSp
     _check_has_items(int(ho.indptr[-1] - ho.indptr[0]))
     n_heldout, acc, ks, codes, beyond, discount, idcg = _prepare(specs, ho, conv, train, n_items)
     out = np.empty((n_rows, len(acc)), np.float64)
-    default = conv.default_kernel and not beyond.specs and int(codes.max()) <= ranking.MAP
-    if default:
+    counts, pop_out, info_out, len_out = beyond.outputs(n_rows, n_items, _slabs())
+    if conv.default_kernel and (codes.size == 0 or int(codes.max()) <= ranking.MAP):
         dispatcher = ranking.topk_metrics
 
         def args(block, ex_ptr, ex_idx, start, stop, nan_rows):
             ho_ptr, ho_idx = ho.rows(start, stop)
             return (block, ex_ptr, ex_idx, ho_ptr, ho_idx, ks, codes, conv.recall_mode,
-                    discount, idcg, out[start:stop], nan_rows)
-        counts, pop_out, info_out, len_out = beyond.outputs(n_rows, n_items, 1)
+                    discount, idcg, beyond.bks, beyond.pop, beyond.info,
+                    conv.empty_users == "zero", counts, pop_out[start:stop],
+                    info_out[start:stop], len_out[start:stop], out[start:stop], nan_rows)
     else:
         gain = gains(heldout, ho.indices, conv.relevance)
         cumd = np.concatenate([[0.0], idcg])
         max_ho = int(n_heldout.max()) if n_rows else 0
-        counts, pop_out, info_out, len_out = beyond.outputs(n_rows, n_items, _slabs())
         dispatcher = kconv.topk_metrics_ext
 
         def args(block, ex_ptr, ex_idx, start, stop, nan_rows):
