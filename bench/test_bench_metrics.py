@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from _timing import alternate
 from reference import vae_cf_metrics
 
 from evcf_fast.metrics import evaluate
@@ -238,19 +239,6 @@ def test_metrics_baseline_read_floor(benchmark, data):
 BEYOND = ("coverage@100", "avgpop@100", "novelty@100", "gini@100", "entropy@100")
 
 
-def _alternate(fns, rounds):
-    """Median seconds of each callable, timed in turn (a, b, c, a, b, c, ...) in one run."""
-    import time
-
-    times = [[] for _ in fns]
-    for _ in range(rounds):
-        for q, fn in enumerate(fns):
-            t = time.perf_counter()
-            fn()
-            times[q].append(time.perf_counter() - t)
-    return [float(np.median(t)) for t in times]
-
-
 def test_metrics_ratios_in_run(benchmark, data, bench_quick):
     """Side by side in one run, alternated: the read floor, ``evaluate`` with the common
     metrics, and the same call with beyond-accuracy metrics added (issue 11: at most +10%);
@@ -275,7 +263,7 @@ def test_metrics_ratios_in_run(benchmark, data, bench_quick):
         np.testing.assert_array_equal(a.per_user[m], b.per_user[m])
     assert 0 < b.mean["coverage@100"] <= 1
     rounds = 2 if bench_quick else 15
-    t_floor, t_common, t_beyond = benchmark.pedantic(_alternate, args=([floor, common, beyond],
+    t_floor, t_common, t_beyond = benchmark.pedantic(alternate, args=([floor, common, beyond],
                                                                        rounds),
                                                      rounds=1, warmup_rounds=0)
     benchmark.extra_info.update(
