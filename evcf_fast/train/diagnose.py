@@ -132,7 +132,8 @@ def diagnose(model, *, train: sp.csr_matrix, heldout_fold_in: sp.csr_matrix,
     """
     model = model.cpu().eval()
     gen = torch.Generator().manual_seed(seed)
-    out = {"model": model.cfg.model, "likelihood": model.cfg.likelihood, "parameters": int(sum(p.numel() for p in model.parameters())),
+    out = {"model": model.cfg.model, "likelihood": model.cfg.likelihood,
+           "parameters": int(sum(p.numel() for p in model.parameters())),
            "layers": {}, "nll_per_interaction": {}}
     seen = train[:max_users]
     for part, rows in (("seen", seen), ("unseen", heldout_fold_in[:max_users])):
