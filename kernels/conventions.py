@@ -53,6 +53,7 @@ from .ranking import (
     _candidates,
     _prefetch_sample,
     _row_scratch,
+    _rth_largest,
     _split,
 )
 
@@ -164,22 +165,9 @@ def _sort_records(rk, ra, rt, rg, nr):
 def _ideal(hg, k_max, discount, gbuf, gidcg):
     """Fill gidcg[:min(n_ho, k_max)] with the row's graded IDCG per cut-off (sum of the largest
     gains times the discounts; binary gains read the shared ``idcg`` table instead)."""
-    n_ho = hg.shape[0]
-    c = min(n_ho, k_max)
-    filled = 0
-    for q in range(n_ho):  # the c largest gains, descending
-        x = hg[q]
-        if filled < c:
-            j = filled
-            filled += 1
-        elif x > gbuf[c - 1]:
-            j = c - 1
-        else:
-            continue
-        while j > 0 and gbuf[j - 1] < x:
-            gbuf[j] = gbuf[j - 1]
-            j -= 1
-        gbuf[j] = x
+    c = min(hg.shape[0], k_max)
+    if c > 0:
+        _rth_largest(hg, c, gbuf)  # leaves the c largest gains in gbuf[:c], descending
     acc = 0.0
     for r in range(c):
         acc += gbuf[r] * discount[r]

@@ -297,7 +297,8 @@ def _prefetch_sample(row):
 
 @nb.njit(**_JIT)
 def _rth_largest(values, r, top):
-    """The r-th largest of ``values`` (r <= len(values)), using ``top`` as scratch."""
+    """The r-th largest of ``values`` (1 <= r <= len(values)); ``top[:r]`` is left holding the
+    r largest in descending order."""
     filled = 0
     for b in range(values.shape[0]):
         x = values[b]
