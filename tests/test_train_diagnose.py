@@ -2,6 +2,7 @@
 the seen/unseen reconstruction gap, each against a float64 NumPy computation from definitions."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -164,3 +165,9 @@ def test_a_tiny_sparse_input_gives_the_same_numbers_as_dense(data):
                  max_users=50, batch_size=7)
     assert a["layers"]["z"]["kl"] == pytest.approx(b["layers"]["z"]["kl"], rel=1e-6)
     assert a["nll_per_interaction"] == pytest.approx(b["nll_per_interaction"], rel=1e-6)
+
+
+@pytest.mark.parametrize("flag", ["--users", "--samples"])
+def test_cli_rejects_a_count_below_one(tmp_path, capsys, flag):
+    assert main(["diagnose", str(tmp_path), flag, "0"]) == 2
+    assert re.search(rf"{flag} must be .*>= 1.*got 0", capsys.readouterr().err)
