@@ -57,12 +57,42 @@ def needs_compiling(dispatcher, *args) -> bool:
     return not _on_disk(dispatcher, sig)
 
 
+_pool_started = False
+
+
+def start_numba_threads() -> int:
+    """Start Numba's thread pool (once per process) without changing torch's thread count;
+    returns Numba's thread count.
+
+    With the OpenMP threading layer, Numba and a CPU build of torch share one libgomp, and
+    starting Numba's pool sets OpenMP's default team size to Numba's thread count (all cores).
+    Torch reads that value, so from then on every torch op ran on all cores whatever the user
+    had set (``OMP_NUM_THREADS=1``, ``torch.set_num_threads``): on this busy 2-core machine an
+    H+Vamp epoch took 20 s instead of 8. Starting the pool here and putting torch's count back
+    keeps both as configured. Call it before the first parallel kernel of a process that uses
+    torch (the trainer does; torch imported afterwards reads Numba's count).
+    """
+    global _pool_started
+    import numba
+
+    if _pool_started:
+        return numba.get_num_threads()
+    torch = sys.modules.get("torch")
+    before = torch.get_num_threads() if torch is not None else None
+    n = numba.get_num_threads()  # launches the pool
+    if before is not None and torch.get_num_threads() != before:
+        torch.set_num_threads(before)
+    _pool_started = True
+    return n
+
+
 def ensure_compiled(dispatcher, *args, announce: bool = True) -> float:
     """Load or compile ``dispatcher``'s machine code for the types of ``args``; never runs it.
 
     Returns the seconds spent (0.0 when it was already loaded in this process). Prints the
     first-use note (once per process) when it has to compile and ``announce`` is true.
     """
+    start_numba_threads()
     sig = tuple(dispatcher.typeof_pyval(a) for a in args)
     if sig in dispatcher.overloads:
         return 0.0

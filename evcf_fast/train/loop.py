@@ -80,8 +80,10 @@ class Trainer:
 
     def __init__(self, model_config, train_config: TrainConfig, data, *, progress: bool = True,
                  dist=None):
+        from .._jit import start_numba_threads
         from ..models import build_model
 
+        start_numba_threads()  # before any kernel: it would otherwise change torch's threads
         cfg = train_config
         if model_config.is_closed_form:
             raise ValueError(f"model {model_config.model!r} is fitted in closed form, not by this "

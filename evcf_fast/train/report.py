@@ -77,12 +77,9 @@ def thread_line(device) -> str:
     import torch
 
     parts = [f"torch {torch.get_num_threads()} thread(s)"]
-    try:
-        import numba
+    from .._jit import start_numba_threads
 
-        parts.append(f"Numba {numba.get_num_threads()}")
-    except ImportError:  # pragma: no cover - numba is a base dependency
-        pass
+    parts.append(f"Numba {start_numba_threads()}")
     omp = os.environ.get("OMP_NUM_THREADS")
     line = "threads: " + ", ".join(parts) + f" (OMP_NUM_THREADS={omp or 'unset'}"
     if getattr(device, "type", "cpu") == "cpu" and not omp:
