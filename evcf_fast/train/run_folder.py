@@ -34,9 +34,11 @@ LOG = "log.jsonl"
 TEST = "test.json"
 TEST_PER_USER = "test_per_user.parquet"
 
-# TrainConfig fields that may change when a run is resumed: they do not change the trajectory
+# TrainConfig fields that may change when a run is resumed: they do not change the trajectory,
+# except flush_denormal, which changes only values below 1.2e-38 (so that a run started before
+# the field existed resumes, with it on)
 RESUMABLE_CHANGES = ("epochs", "eval_batch_size", "test_metrics", "checkpoint_every", "patience",
-                     "max_steps")
+                     "max_steps", "flush_denormal")
 
 
 # -- reading a run folder --------------------------------------------------------------------------
