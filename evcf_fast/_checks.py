@@ -79,5 +79,7 @@ def check_choice(value, name: str, choices: Iterable[str]) -> str:
 
 def check_bool(value, name: str) -> bool:
     if not isinstance(value, bool):
-        raise TypeError(must_be(name, "a bool", type_name(value)))
+        shown = f"{value!r} ({type_name(value)})" if isinstance(value, (str, int, float)) \
+            else type_name(value)
+        raise TypeError(must_be(name, "a bool (true or false)", shown))
     return value

@@ -49,7 +49,7 @@ def test_config_is_frozen_keyword_only_and_round_trips_through_asdict():
     (dict(latent2_size=0), ValueError, "latent2_size must be >= 1"),
     (dict(num_layers=0), ValueError, "num_layers must be >= 1"),
     (dict(n_components=0), ValueError, "n_components must be >= 1"),
-    (dict(gated=1), TypeError, "gated must be a bool, got int"),
+    (dict(gated=1), TypeError, r"gated must be a bool \(true or false\), got 1 \(int\)"),
     (dict(normalize_pseudoinputs="no"), TypeError, "normalize_pseudoinputs must be a bool"),
     (dict(pseudoinput_dropout=None), TypeError, "pseudoinput_dropout must be a bool"),
     (dict(likelihood="gaussian"), ValueError, "unknown likelihood 'gaussian'"),
