@@ -67,8 +67,9 @@ def start_numba_threads() -> int:
     With the OpenMP threading layer, Numba and a CPU build of torch share one libgomp, and
     starting Numba's pool sets OpenMP's default team size to Numba's thread count (all cores).
     Torch reads that value, so from then on every torch op ran on all cores whatever the user
-    had set (``OMP_NUM_THREADS=1``, ``torch.set_num_threads``): on this busy 2-core machine an
-    H+Vamp epoch took 20 s instead of 8. Starting the pool here and putting torch's count back
+    had set (``OMP_NUM_THREADS=1``, ``torch.set_num_threads``): on this 2-core machine, with
+    one other job running, 200 products of a 200 x 3,500 by 3,500 x 600 float32 matrix then
+    took 6.4 CPU-seconds instead of 1.1. Starting the pool here and putting torch's count back
     keeps both as configured. Call it before the first parallel kernel of a process that uses
     torch (the trainer does; torch imported afterwards reads Numba's count).
     """
