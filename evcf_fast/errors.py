@@ -25,3 +25,7 @@ class IncompatibleDatasetError(EvcfError):
 
 class NonFiniteLossError(EvcfError):
     """Training produced a NaN or infinite loss."""
+
+
+class RunFolderBusyError(EvcfError):
+    """Another process is writing the run folder (it holds the folder's lock)."""

@@ -489,8 +489,8 @@ CASES = [
                                 (w / "runc/.log.jsonl.tmp-999999999-cd").write_text("{"))},
          lambda w, s: np.testing.assert_equal(
              sorted(p.name for p in (w / "runc").iterdir() if p.name != "tensorboard"),
-             [".evcf_fast", "best.pt", "config.json", "last.pt", "log.csv", "log.jsonl",
-              "test.json", "test_per_user.parquet"])),
+             [".evcf_fast", ".lock", "best.pt", "config.json", "last.pt", "log.csv",
+              "log.jsonl", "test.json", "test_per_user.parquet"])),
     Case("train-out-is-a-file", ["train", "--data", "{shared_ds}", "--out", "{w}/f", *SMALL],
          "error", r"--out .*f.* is a file, expected a run directory", {"f": "x"}),
     Case("train-out-foreign-folder", ["train", "--data", "{shared_ds}", "--out", "{w}/mine",

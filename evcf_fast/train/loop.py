@@ -349,6 +349,23 @@ def fit(data, *, model_config, train_config: TrainConfig, out=None, resume: bool
     data, data_path = dist.agree(_as_dataset, data)
     check_parts(data, evaluate_test=evaluate_test)
     run_dir = Path(out) if out is not None else None
+    with contextlib.ExitStack() as held:
+        # one writer per run folder: rank 0 holds its lock from before the checkpoint is read
+        # until the last file is written
+        dist.agree(_hold_lock, held, run_dir if dist.is_main else None)
+        return _fit_locked(data, data_path, run_dir, dist=dist, model_config=model_config,
+                           train_config=train_config, resume=resume, progress=progress,
+                           evaluate_test=evaluate_test, on_epoch=on_epoch,
+                           epoch_lines=epoch_lines)
+
+
+def _hold_lock(held: contextlib.ExitStack, run_dir: Path | None) -> None:
+    held.enter_context(run_folder.run_folder_lock(run_dir))
+
+
+def _fit_locked(data, data_path, run_dir, *, dist, model_config, train_config, resume,
+                progress, evaluate_test, on_epoch, epoch_lines) -> FitResult:
+    """:func:`fit` once the run folder's lock is held."""
     saved = dist.agree(run_folder.open_run, run_dir, data, model_config=model_config,
                        train_config=train_config, resume=resume)
     cfg = train_config

@@ -18,13 +18,15 @@ so a killed process leaves the previous version in place.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
+import socket
 from pathlib import Path
 
 from .._io import MARKER, atomic_file, check_output, describe_path, read_json, written_by_us
-from ..errors import IncompatibleDatasetError
+from ..errors import IncompatibleDatasetError, RunFolderBusyError
 from . import checkpoint as ckpt
 from .config import TrainConfig
 from .evaluation import resolve_device
@@ -119,6 +121,67 @@ def resolve_configs(run, *, data=None, preset: str | None = None, overrides: dic
     return data_dir, model_cfg, train_cfg
 
 
+# -- one writer per run folder ------------------------------------------------------------------
+
+LOCK = ".lock"
+
+
+@contextlib.contextmanager
+def run_folder_lock(run_dir: Path | None):
+    """Hold ``run_dir``'s lock while a run writes it: a second ``evcf train`` (or a sweep trial)
+    on the same folder is refused instead of both interleaving their checkpoints and logs.
+
+    The lock is ``fcntl.flock`` on ``RUN/.lock``, which the kernel releases when its process
+    ends in any way (kill -9 included), so there is never a stale lock to clear by hand; the
+    file holds the holder's PID and host for the message. Where ``fcntl`` is missing (Windows)
+    no lock is taken. ``None`` (a run without a folder) locks nothing.
+
+    Raises
+    ------
+    RunFolderBusyError
+        Another process holds the lock.
+    """
+    if run_dir is None:
+        yield
+        return
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    run_dir = Path(run_dir)
+    check_run_dir(run_dir)   # the lock file goes only into a new, empty or run folder
+    created = not run_dir.exists()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(run_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    acquired = False
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            acquired = True
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode("utf-8", "replace").split()
+            who = (f"process {holder[0]} on {holder[1]}" if len(holder) >= 2
+                   else "another process")
+            raise RunFolderBusyError(
+                f"run directory {str(run_dir)!r} is being written by {who} (it holds "
+                f"{str(run_dir / LOCK)!r}); wait for that run to end or stop it, then resume "
+                f"with --resume") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()} {socket.gethostname()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)   # closing releases the lock
+        # a run that failed before writing anything leaves no trace: the lock file goes, and
+        # the folder if this call made it (a folder with a run in it keeps its lock file, so
+        # that a process waiting on it never locks a file that is being removed)
+        with contextlib.suppress(OSError):
+            if acquired and os.listdir(run_dir) == [LOCK]:
+                os.unlink(run_dir / LOCK)
+                if created:
+                    os.rmdir(run_dir)
+
+
 # -- resuming ------------------------------------------------------------------------------------
 
 def check_resume_configs(saved: dict, *, model_config, train_config: TrainConfig, path) -> None:
@@ -203,7 +266,8 @@ def check_run_dir(run_dir: Path) -> None:
     if run_dir.exists() and not run_dir.is_dir():
         raise NotADirectoryError(f"--out {str(run_dir)!r} is a file, expected a run directory")
     if run_dir.is_dir():
-        if any(run_dir.iterdir()) and written_by_us(run_dir) != "run":
+        if (any(p.name != LOCK for p in run_dir.iterdir())
+                and written_by_us(run_dir) != "run"):
             raise FileExistsError(
                 f"refusing to write a run into --out {str(run_dir)!r}: expected a new or empty "
                 f"folder or a run folder of evcf_fast, found {describe_path(run_dir)}; choose "
