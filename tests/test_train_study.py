@@ -125,6 +125,15 @@ def test_study_end_to_end(study_dir, capsys):
     assert main(["study", str(study_dir / "study.toml"), "--report", "--quiet"]) == 0
     assert "| Mult-VAE |" in capsys.readouterr().out
 
+    # a trial killed during its first epoch (an empty log.jsonl) counts 0 s in the sweep's time
+    # and does not stop the report
+    killed = study_dir / "study" / "sweeps" / "ease-lambda-tuned" / "trials" / "trial-0099"
+    killed.mkdir()
+    (killed / "log.jsonl").write_text("")
+    assert main(["study", str(study_dir / "study.toml"), "--report", "--quiet"]) == 0
+    again = json.loads((report / "results.json").read_text())
+    assert again[2]["sweep_seconds"] == pytest.approx(results[2]["sweep_seconds"])
+
 
 @pytest.mark.parametrize("text, match", [
     ('out = "x"\n[[rows]]\nname = "a"\nmodel = "ease"\n', "`data`"),

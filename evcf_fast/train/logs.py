@@ -24,12 +24,13 @@ CSV = "log.csv"
 TENSORBOARD = "tensorboard"
 
 
-def read_log(run, *, warn: bool = True) -> list[dict]:
+def read_log(run, *, warn: bool = True, allow_empty: bool = False) -> list[dict]:
     """The per-epoch records of a run directory's ``log.jsonl``.
 
     A last line that is torn (no final newline, or not valid JSON: the process was killed while
     writing it) is ignored, with a note on stderr when ``warn``; a bad line before the last is an
-    error naming the file and line.
+    error naming the file and line. A log without a complete epoch (a run stopped during its
+    first) is an error, or ``[]`` with ``allow_empty``.
     """
     path = Path(run) / LOG
     if not path.exists():
@@ -52,6 +53,8 @@ def read_log(run, *, warn: bool = True) -> list[dict]:
     if tail.strip():
         torn = len(complete) + 1
     if not records:
+        if allow_empty:
+            return []
         if torn is not None:
             raise ValueError(f"{path}:{torn}: not a JSON record (a torn line: the run was stopped "
                              f"while writing it); the file holds no complete epoch yet")

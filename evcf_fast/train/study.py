@@ -246,10 +246,10 @@ def row_summary(spec: StudySpec, row: StudyRow, run: Path, *, out) -> dict:
     best = max(records, key=lambda r: r[key])
     stored = json.loads((run / "config.json").read_text())
     sweep_seconds = None
-    if row.sweep is not None:   # every trial of the sweep, pruned ones included
+    if row.sweep is not None:   # every trial of the sweep, pruned and killed ones included
         sweep_seconds = sum(r.get("seconds", 0.0) for log in
                             (row_dir(out, row) / "trials").glob("*/log.jsonl")
-                            for r in read_log(log.parent))
+                            for r in read_log(log.parent, warn=False, allow_empty=True))
     return {"name": row.name, "run": str(run), "model": stored["model_config"]["model"],
             "test": {m: [v["mean"], v["stderr"]] for m, v in test["metrics"].items()},
             "validation": {key[4:]: best[key]}, "best_epoch": test.get("best_epoch"),
