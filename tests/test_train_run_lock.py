@@ -63,6 +63,19 @@ def test_a_second_writer_is_refused_and_changes_nothing(data, tmp_path):
     assert res.epochs_run == 3
 
 
+def test_a_closed_form_fit_takes_the_lock_too(data, tmp_path):
+    """EASE on a large catalogue fits for minutes: its run folder is guarded the same way."""
+    mc = ModelConfig(model="popularity", n_items=N_ITEMS)
+    _, tc = _configs()
+    run = tmp_path / "pop"
+    with run_folder_lock(run):
+        with pytest.raises(RunFolderBusyError, match=r"pop' is being written by process"):
+            fit(data, model_config=mc, train_config=tc, out=run, progress=False)
+        assert sorted(p.name for p in run.iterdir()) == [LOCK]
+    fit(data, model_config=mc, train_config=tc, out=run, progress=False)
+    assert (run / "test.json").exists()
+
+
 def test_a_run_that_fails_before_writing_leaves_no_folder(data, tmp_path):
     mc, tc = _configs(batch_size=10_000)
     run = tmp_path / "new"

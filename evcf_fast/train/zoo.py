@@ -43,7 +43,6 @@ def fit_closed_form(data, *, model_config, train_config: TrainConfig, out=None,
                     on_epoch=None) -> FitResult:
     """Fit a closed-form baseline, validate it, evaluate it on the test users, write the run."""
     from ..errors import IncompatibleDatasetError
-    from ..models import build_model
 
     data, data_path = _as_dataset(data)
     cfg = train_config
@@ -53,6 +52,18 @@ def fit_closed_form(data, *, model_config, train_config: TrainConfig, out=None,
     check_parts(data, evaluate_test=evaluate_test)  # in the training loop's order
     check_cutoffs((cfg.val_metric, *cfg.test_metrics), data.n_items)
     run_dir = Path(out) if out is not None else None
+    with run_folder.run_folder_lock(run_dir):   # one writer per run folder, as in loop.fit
+        return _fit_closed_form_locked(data, data_path, run_dir, model_config=model_config,
+                                       train_config=cfg, resume=resume, progress=progress,
+                                       evaluate_test=evaluate_test, on_epoch=on_epoch)
+
+
+def _fit_closed_form_locked(data, data_path, run_dir, *, model_config, train_config, resume,
+                            progress, evaluate_test, on_epoch) -> FitResult:
+    """:func:`fit_closed_form` once the run folder's lock is held."""
+    from ..models import build_model
+
+    cfg = train_config
     if run_dir is not None and not resume and (run_dir / ckpt.BEST).exists():
         raise FileExistsError(f"run directory {str(run_dir)!r} already holds a checkpoint; add "
                               f"--resume to refit it (resume=True in fit) or choose another --out")
