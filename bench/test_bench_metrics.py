@@ -30,7 +30,7 @@ import scipy.sparse as sp
 from _timing import alternate
 from reference import vae_cf_metrics
 
-from evcf_fast.metrics import evaluate
+from evcf_fast.metrics import ItemPopularity, evaluate
 
 pytestmark = pytest.mark.benchmark(group="metrics")
 
@@ -241,10 +241,13 @@ BEYOND = ("coverage@100", "avgpop@100", "novelty@100", "gini@100", "entropy@100"
 
 def test_metrics_ratios_in_run(benchmark, data, bench_quick):
     """Side by side in one run, alternated: the read floor, ``evaluate`` with the common
-    metrics, and the same call with beyond-accuracy metrics added (issue 11: at most +10%);
-    the medians and ratios go to extra_info."""
+    metrics, and the same call with beyond-accuracy metrics added (issue 11: at most +10%),
+    once with the training CSR (counted on every call) and once with its popularity counted
+    beforehand (``ItemPopularity``, as when many systems are evaluated against one training
+    set); the medians and ratios go to extra_info."""
     scores, fold_in, heldout = data
     train = fold_in  # any CSR with n_items columns serves as the popularity source here
+    popularity = ItemPopularity.of(train)
     read_floor(scores[:2])
     evaluate(scores[:2], heldout[:2], exclude=fold_in[:2], metrics=METRICS + BEYOND,
              train=train)
@@ -258,26 +261,35 @@ def test_metrics_ratios_in_run(benchmark, data, bench_quick):
     def beyond():
         return evaluate(scores, heldout, exclude=fold_in, metrics=METRICS + BEYOND, train=train)
 
-    a, b = common(), beyond()
+    def beyond_counted():
+        return evaluate(scores, heldout, exclude=fold_in, metrics=METRICS + BEYOND,
+                        train=popularity)
+
+    a, b, c = common(), beyond(), beyond_counted()
     for m in METRICS:  # the beyond-accuracy sums leave the accuracy numbers as they are
         np.testing.assert_array_equal(a.per_user[m], b.per_user[m])
-    assert 0 < b.mean["coverage@100"] <= 1
+    for m in ("avgpop@100", "novelty@100"):
+        np.testing.assert_array_equal(b.per_user[m], c.per_user[m])
+    assert b.aggregate == c.aggregate and 0 < b.mean["coverage@100"] <= 1
     rounds = 2 if bench_quick else 15
-    t_floor, t_common, t_beyond = benchmark.pedantic(alternate, args=([floor, common, beyond],
-                                                                       rounds),
-                                                     rounds=1, warmup_rounds=0)
+    t_floor, t_common, t_beyond, t_counted = benchmark.pedantic(
+        alternate, args=([floor, common, beyond, beyond_counted], rounds), rounds=1,
+        warmup_rounds=0)
     benchmark.extra_info.update(
         role="ours", track=False, n_users=scores.shape[0], n_items=N_ITEMS, rounds=rounds,
         floor_s=round(t_floor, 5), common_s=round(t_common, 5), beyond_s=round(t_beyond, 5),
+        beyond_popularity_counted_s=round(t_counted, 5),
         engine_vs_floor=round(t_common / t_floor, 3),
-        beyond_vs_common=round(t_beyond / t_common, 3), threads=_numba_threads())
+        beyond_vs_common=round(t_beyond / t_common, 3),
+        beyond_popularity_counted_vs_common=round(t_counted / t_common, 3),
+        threads=_numba_threads())
 
 
 FIRST_CALL = textwrap.dedent("""
     import json, time
     t0 = time.perf_counter()
     import numpy as np, scipy.sparse as sp
-    from evcf_fast.metrics import evaluate
+    from evcf_fast.metrics import ItemPopularity, evaluate
     t1 = time.perf_counter()
     s = np.random.default_rng(0).standard_normal((64, 3000)).astype(np.float32)
     h = sp.random(64, 3000, density=0.01, format="csr", random_state=0, dtype=np.float32)
@@ -328,7 +340,7 @@ def test_metrics_first_call_cost(benchmark, bench_quick):
 MMAP_RUN = textwrap.dedent("""
     import json, sys, time
     import numpy as np, scipy.sparse as sp
-    from evcf_fast.metrics import evaluate
+    from evcf_fast.metrics import ItemPopularity, evaluate
 
     def peak_rss():  # VmHWM: this process's own peak (ru_maxrss also counts the parent's,
         # inherited through fork)

@@ -6,5 +6,6 @@ modules validate and convert); every kernel uses ``cache=True``. Modules are imp
 
 * ``ranking``: fused masked top-K and ranking metrics (``evcf_fast.metrics``);
 * ``split``, ``synth``: the data engine's split and synthetic-data kernels (``evcf_fast.data``);
-* ``csr``: the one-pass structural check of a loaded dataset's CSR arrays.
+* ``csr``: the one-pass structural check of a loaded dataset's CSR arrays, and parallel
+  per-column entry counts (training popularity for the beyond-accuracy metrics).
 """

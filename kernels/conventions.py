@@ -30,7 +30,7 @@ Definitions (per row, ``n_ho`` held-out items, ranks 1..k, ``v`` the k_eff-th be
 
 Beyond-accuracy sums: for each cut-off ``bks[b]`` (int64, strictly decreasing), the row's top
 ``bks[b]`` items (fewer when fewer remain: ``len_out[u, b]``) are counted per item in the
-calling thread's slab of ``counts`` and their ``pop`` and ``info`` summed into
+calling thread's slab of ``tables`` and their popularity and self-information summed into
 ``pop_out[u, b]`` / ``info_out[u, b]``; the top-k lists are never written out
 (:func:`.ranking._beyond_row`, shared with the default kernel).
 """
@@ -244,15 +244,15 @@ def _kth_largest(cs, ci, m, k, floor, has_floor, sel, buf, ties):
 @nb.njit(parallel=True, **_JIT)
 def topk_metrics_ext(scores, excl_indptr, excl_indices, ho_indptr, ho_indices, ho_gain, ks,
                      codes, recall_mode, map_mode, tie_mode, graded, discount, idcg, cumd, max_ho,
-                     bks, pop, info, count_empty, counts, pop_out, info_out, len_out, out,
+                     bks, tables, with_pop, count_empty, pop_out, info_out, len_out, out,
                      nan_rows):
     """Fused masked top-K, metrics under the given conventions and beyond-accuracy sums.
 
     Arguments as in :func:`.ranking.topk_metrics` and the module docstring; ``out``,
     ``nan_rows``, ``pop_out``, ``info_out`` (float64) and ``len_out`` (int64, list lengths),
-    each (n_rows, len(bks)), are written; ``counts`` (int64, (n_threads, len(bks), n_items),
-    zeroed by the caller, one slab per Numba thread) is added to for the rows with held-out
-    items (every row when ``count_empty``). ``ks`` may be empty when only lists are asked.
+    each (n_rows, len(bks)), are written; the counts of ``tables`` (item records,
+    (n_threads, len(bks), n_items), counts zeroed by the caller, one slab per Numba thread) are
+    added to for the rows with held-out items (every row when ``count_empty``). ``ks`` may be empty when only lists are asked.
     """
     n_rows, n_items = scores.shape
     k_acc = ks.max() if ks.shape[0] else 1
@@ -298,15 +298,16 @@ def topk_metrics_ext(scores, excl_indptr, excl_indices, ho_indptr, ho_indices, h
                 _metrics_ext(rk, ra, rt, rg, nr, ho.shape[0], ks, codes, recall_mode, map_mode,
                              tie_mode, discount, cumd, gidcg if graded else idcg, out[u])
             if bks.shape[0]:
-                _beyond_row(ci, cs, m, k_eff, floor, has_floor, False, bks, pop, info,
-                            count_empty or ho.shape[0] > 0, counts[nb.get_thread_id()],
-                            pop_out[u], info_out[u], len_out[u], sel, buf, ties)
+                _beyond_row(ci, cs, m, k_eff, floor, has_floor, False, bks,
+                            tables[nb.get_thread_id()], with_pop,
+                            count_empty or ho.shape[0] > 0, pop_out[u], info_out[u], len_out[u],
+                            sel, buf, ties)
 
 
 @nb.njit(parallel=True, **_JIT)
 def topk_metrics_from_topk_ext(topk, excl_indptr, excl_indices, ho_indptr, ho_indices, ho_gain,
                                ks, codes, recall_mode, map_mode, graded, discount, idcg, cumd,
-                               max_ho, bks, pop, info, count_empty, counts, pop_out, info_out,
+                               max_ho, bks, tables, with_pop, count_empty, pop_out, info_out,
                                len_out, out):
     """:func:`topk_metrics_ext` for precomputed top-K lists (as
     :func:`.ranking.topk_metrics_from_topk`: excluded items are dropped from the lists); the
@@ -354,6 +355,7 @@ def topk_metrics_from_topk_ext(topk, excl_indptr, excl_indices, ho_indptr, ho_in
                 _metrics_ext(rk, ra, rt, rg, nr, ho.shape[0], ks, codes, recall_mode, map_mode,
                              0, discount, cumd, gidcg if graded else idcg, out[u])
             if bks.shape[0]:
-                _beyond_row(lst, dummy, rank, rank, NEG_INF, False, True, bks, pop, info,
-                            count_empty or ho.shape[0] > 0, counts[nb.get_thread_id()],
-                            pop_out[u], info_out[u], len_out[u], lst, dummy, lst)
+                _beyond_row(lst, dummy, rank, rank, NEG_INF, False, True, bks,
+                            tables[nb.get_thread_id()], with_pop,
+                            count_empty or ho.shape[0] > 0, pop_out[u], info_out[u], len_out[u],
+                            lst, dummy, lst)

@@ -10,6 +10,7 @@ does the slower :func:`first_problem` walk the rows to name the first bad one.
 from __future__ import annotations
 
 import numba as nb
+import numpy as np
 
 #: Problem codes returned by :func:`check_csr` / :func:`first_problem`.
 OK, BAD_INDPTR, INDEX_OUT_OF_RANGE, UNSORTED_OR_DUPLICATE = 0, 1, 2, 3
@@ -80,3 +81,31 @@ def check_csr(indptr, indices, n_cols):
     if ok_ptr and in_range and drops == at_starts:
         return -1, OK
     return first_problem(indptr, indices, n_cols)
+
+
+@nb.njit(parallel=True, nogil=True, cache=True)
+def column_counts(indices, n_cols, n_chunks):
+    """Stored entries per column, ``np.bincount(indices, minlength=n_cols)``, and how many
+    indices fall outside ``[0, n_cols)`` (not counted): ``(counts int64, n_bad)``.
+
+    The indices are cut into ``n_chunks`` contiguous chunks counted in parallel, each into its
+    own int32 slab (the caller keeps each chunk below 2**31 entries), then the slabs are summed.
+    The count is branch-free: an index outside the range adds 0 to column 0.
+    """
+    nnz = indices.shape[0]
+    slabs = np.zeros((n_chunks, n_cols), np.int32)
+    bad = np.zeros(n_chunks, np.int64)
+    for c in nb.prange(n_chunks):
+        slab = slabs[c]
+        n_bad = 0
+        for j in range(nnz * c // n_chunks, nnz * (c + 1) // n_chunks):
+            i = indices[j]
+            ok = (i >= 0) & (i < n_cols)
+            slab[i if ok else 0] += np.int32(ok)
+            n_bad += np.int64(not ok)
+        bad[c] = n_bad
+    counts = np.zeros(n_cols, np.int64)
+    for c in range(n_chunks):
+        for i in range(n_cols):
+            counts[i] += slabs[c, i]
+    return counts, bad.sum()

@@ -200,6 +200,33 @@ def _take_above8(typingctx, xs, ids, t, lo, out, a):
     return (sig, codegen) if ok else None
 
 
+@intrinsic
+def _take_range8(typingctx, xs, ids, t, lo, hi, out_x, out_i, n):
+    """Store those of xs/ids[t : t + 8] (float64 / int64) whose score lies in (lo, hi] at
+    out_x/out_i[n:], in order, and return how many (two masked compress-stores)."""
+
+    def codegen(context, builder, signature, args):
+        vx = _load_vector(context, builder, signature.args[0], args[0], args[2], 8)
+        vi = _load_vector(context, builder, signature.args[1], args[1], args[2], 8)
+        mask = builder.and_(builder.fcmp_ordered(">", vx, _splat(builder, args[3], 8)),
+                            builder.fcmp_ordered("<=", vx, _splat(builder, args[4], 8)))
+        for vec, pos, name in ((vx, 5, "v8f64"), (vi, 6, "v8i64")):
+            oty = signature.args[pos]
+            arr = context.make_array(oty)(context, builder, args[pos])
+            ptr = cgutils.get_item_pointer(context, builder, oty, arr, [args[7]],
+                                           wraparound=False)
+            fnty = ir.FunctionType(ir.VoidType(), [vec.type, ptr.type, mask.type])
+            fn = cgutils.get_or_insert_function(builder.module, fnty,
+                                                f"llvm.masked.compressstore.{name}")
+            builder.call(fn, [vec, ptr, mask])
+        return builder.ctpop(builder.zext(builder.bitcast(mask, ir.IntType(8)), ir.IntType(64)))
+
+    sig = types.int64(xs, ids, t, lo, hi, out_x, out_i, n)
+    ok = (xs.dtype == out_x.dtype == types.float64 and ids.dtype == out_i.dtype == types.int64
+          and lo == hi == types.float64)
+    return (sig, codegen) if ok else None
+
+
 @nb.njit(**_JIT)
 def _max(xs, m):
     """float64 maximum of xs[:m] (m >= 1), NaN counted as -inf: eight elements per step."""
@@ -620,8 +647,9 @@ def _metrics_row(ranks, nh, n_ho, ks, codes, recall_mode, discount, idcg, out):
 # the top-k sets of the beyond-accuracy metrics
 
 
-_SMALL = 16  # candidates left in the range when the value search of _split may stop early
+_SMALL = 16  # candidates left in the range when the value search of _split stops
 _STEPS = 48  # at most this many steps of that search
+_EULER_GAMMA = 0.5772156649015329
 
 
 @nb.njit(**_JIT)
@@ -640,13 +668,18 @@ def _split(cs, ci, m, kb, floor, has_floor, sel, buf, ties, kth):
     ties[:need] (scores buf[:need]). With ``kth``, buf/ties[need - 1] is the kb-th best
     (need >= 1). When ``has_floor`` every candidate scores above ``floor``.
 
-    A value search narrows a range (lo, hi] that holds the kb-th best score: each step is one
-    vectorised count of the scores above a pivot, placed by interpolating the counts at the
-    bounds (halving the range when a step gained too little). Mostly it ends with exactly kb
-    scores above lo: one branch-free pass then takes them (a = kb). Otherwise (ties at the
-    cut, or ``kth``) the pass takes the items above hi and copies the range's candidates out,
-    and a quickselect with the tie rule picks the best need of them. Infinite scores leave no
-    range to interpolate: the quickselect then runs over all m.
+    A value search narrows a range (lo, hi] that holds the kb-th best score, each step one
+    vectorised count of the scores above a pivot. The candidates are the top of a row, so
+    their scores above lo look like an exponential tail, count(> x) ~ m exp(-(x - lo) / beta)
+    with beta estimated from the maximum ((hi - lo) / (ln m + 0.577), the expected maximum of
+    m such scores): the pivots follow that model (a Newton step on log count from the measured
+    end of the range) until both ends have been measured, then interpolate linearly between
+    them. The model is only a guess: a pivot outside the range falls back to its midpoint, so
+    the result is exact whatever the scores. Mostly the search ends with exactly kb scores above
+    lo: one branch-free pass then takes them (a = kb). Otherwise (at most _SMALL candidates
+    left in the range, ties at the cut, or ``kth``) one pass takes the items above hi and
+    copies the range's candidates out, and a quickselect with the tie rule picks the best need
+    of them. Infinite scores leave no range to search: the quickselect then runs over all m.
     """
     # pad the scores to whole steps of 16 with -inf (above no bound) where the buffer has room:
     # the vector loops below then have no remainder to branch on
@@ -669,24 +702,44 @@ def _split(cs, ci, m, kb, floor, has_floor, sel, buf, ties, kth):
     c_lo = m  # invariant: count(> lo) = c_lo >= kb > c_hi = count(> hi)
     c_hi = 0
     if not simple:
+        beta = (hi - lo) / (np.log(m) + _EULER_GAMMA)
+        target = kb + 0.5
+        lo_measured = True  # count(> lo) is known exactly (and hi's is 0, but the maximum is
+        hi_measured = False  # an outlier of the tail: no point to interpolate from)
         halve = False
-        for _ in range(_STEPS):
-            if (c_lo - c_hi <= _SMALL) if kth else (c_lo == kb):
+        stalled = False  # the last step split nothing off the range
+        for step in range(_STEPS):
+            if (c_lo - c_hi <= _SMALL) if (kth or stalled) else (c_lo == kb):
                 break
-            frac = 0.5 if halve else (c_lo - kb + 0.5) / (c_lo - c_hi)
-            frac = min(max(frac, 1.0 / 16), 15.0 / 16)
-            piv = lo + (hi - lo) * frac
-            if not (lo < piv < hi):  # adjacent floating-point values: nothing to split
-                break
+            if halve:
+                piv = lo + (hi - lo) * 0.5
+            elif lo_measured and hi_measured:
+                frac = (c_lo - target) / (c_lo - c_hi)
+                piv = lo + (hi - lo) * min(max(frac, 1.0 / 16), 15.0 / 16)
+            elif step == 0:
+                piv = lo + beta * np.log(c_lo / target)
+            elif lo_measured:  # ln(c / t) ~ 2 (c - t) / (c + t) near the cut
+                piv = lo + beta * 2.0 * (c_lo - target) / (c_lo + target)
+            else:
+                piv = hi - beta * 2.0 * (target - c_hi) / (target + c_hi)
+            if not (lo < piv < hi):
+                piv = lo + (hi - lo) * 0.5
+                if not (lo < piv < hi):  # adjacent floating-point values: nothing to split
+                    break
             c = _count_above(cs, mp, piv)
             before = c_lo - c_hi
-            if c >= kb:
-                lo = piv
-                c_lo = c
-            else:
-                hi = piv
-                c_hi = c
-            halve = 2 * (c_lo - c_hi) > before
+            # selects, not branches: which side the pivot falls is a coin toss per step
+            up = c >= kb
+            lo = piv if up else lo
+            c_lo = c if up else c_lo
+            hi = hi if up else piv
+            c_hi = c_hi if up else c
+            lo_measured |= up
+            hi_measured |= not up
+            halve = lo_measured & hi_measured & (2 * (c_lo - c_hi) > before)
+            # a tie group at the cut never splits: stop once a step gains nothing on a small
+            # range (each further step could only halve the gap down to adjacent floats)
+            stalled = c_lo - c_hi == before
     a = 0
     if not simple and c_lo == kb and not kth:
         t = 0
@@ -698,54 +751,88 @@ def _split(cs, ci, m, kb, floor, has_floor, sel, buf, ties, kth):
             a += np.int64(cs[t] > lo)
         return a, 0
     n = 0
-    keep = not simple
-    for t in range(m):
-        x = cs[t]
-        item = ci[t]
-        sel[a] = item
-        a += np.int64((x > hi) & keep)
-        buf[n] = x
-        ties[n] = item
-        n += np.int64(simple | ((x > lo) & (x <= hi)))
+    if simple:
+        for t in range(m):
+            buf[n] = cs[t]
+            ties[n] = ci[t]
+            n += 1
+    else:
+        t = 0
+        while t + 8 <= mp:
+            a += _take_above8(cs, ci, t, hi, sel, a)
+            n += _take_range8(cs, ci, t, lo, hi, buf, ties, n)
+            t += 8
+        for t in range(t, mp):
+            x = cs[t]
+            item = ci[t]
+            sel[a] = item
+            a += np.int64(x > hi)
+            buf[n] = x
+            ties[n] = item
+            n += np.int64((x > lo) & (x <= hi))
     need = kb - a
     if need < n or kth:
         _select(buf, ties, n, need)
     return a, need
 
 
+# The beyond-accuracy tables hold one record per item in each thread's slab (the dtype
+# ``ITEM_TABLE`` of evcf_fast.metrics.conventions, 16 bytes): ``count``, the number of top-k
+# lists of this thread's rows that hold the item (int32); ``pop``, its training popularity in
+# users (int32); ``info``, its self-information (float64). One record per item means one cache
+# line per listed item: with three separate arrays an item cost up to three misses, as the
+# tables leave L1 (and partly L2) while each row streams through.
+
+
 @nb.njit(inline="always", **_JIT)
-def _list_sums(items, n, pop, info, counted, counts_b):
-    """Add the items[:n] of a top-k list to the counts (when ``counted``) and return the sums
-    of their popularity and self-information (0 when no list metric was asked: empty tables)."""
-    ps = 0.0
-    ins = 0.0
-    with_pop = pop.shape[0] > 0
-    for t in range(n):
-        item = items[t]
-        if with_pop:
-            ps += pop[item]
-            ins += info[item]
-        if counted:
-            counts_b[item] += 1
-    return ps, ins
+def _list_sums(items, n, tab, with_pop, counted):
+    """Add the items[:n] of a top-k list to their counts in ``tab`` (a slab of item records;
+    when ``counted``) and return the sums of their popularity and self-information (0 when no
+    list metric was asked: ``with_pop`` false). Popularity sums are integers, exact in int64;
+    self-information is summed in four interleaved partial sums (a single running sum would
+    wait four cycles per item on the previous addition)."""
+    ps = 0
+    i0 = i1 = i2 = i3 = 0.0
+    if with_pop:
+        t = 0
+        while t + 4 <= n:
+            r0 = tab[items[t]]
+            r1 = tab[items[t + 1]]
+            r2 = tab[items[t + 2]]
+            r3 = tab[items[t + 3]]
+            ps += np.int64(r0.pop) + np.int64(r1.pop) + np.int64(r2.pop) + np.int64(r3.pop)
+            i0 += r0.info
+            i1 += r1.info
+            i2 += r2.info
+            i3 += r3.info
+            t += 4
+        for t in range(t, n):
+            r0 = tab[items[t]]
+            ps += r0.pop
+            i0 += r0.info
+    if counted:
+        for t in range(n):
+            tab[items[t]].count += 1
+    return np.float64(ps), (i0 + i1) + (i2 + i3)
 
 
 @nb.njit(**_JIT)
-def _beyond_row(ci, cs, m, k_eff, floor, has_floor, ordered, bks, pop, info, counted, counts,
+def _beyond_row(ci, cs, m, k_eff, floor, has_floor, ordered, bks, tables, with_pop, counted,
                 pop_out, info_out, len_out, sel, buf, ties):
     """Beyond-accuracy sums of one row for each cut-off bks[b], from the candidates cs/ci[:m]
     (the postcondition of :func:`.ranking._scan`), or from a list ci[:m] that is already best
-    first when ``ordered``. ``counts[b, item]`` (this thread's) counts the row's items when
-    ``counted``. The top kb candidates are found by :func:`_split`, without sorting them.
+    first when ``ordered``. ``tables[b]`` (this thread's slab of item records) counts the row's
+    items when ``counted``. The top kb candidates are found by :func:`_split`, without sorting
+    them.
     """
     for b in range(bks.shape[0]):
         kb = min(bks[b], k_eff)
         if ordered or kb == m:  # the list, or every candidate
-            ps, ins = _list_sums(ci, kb, pop, info, counted, counts[b])
+            ps, ins = _list_sums(ci, kb, tables[b], with_pop, counted)
         elif kb > 0:
             a, need = _split(cs, ci, m, kb, floor, has_floor, sel, buf, ties, False)
-            ps, ins = _list_sums(sel, a, pop, info, counted, counts[b])
-            ps2, ins2 = _list_sums(ties, need, pop, info, counted, counts[b])
+            ps, ins = _list_sums(sel, a, tables[b], with_pop, counted)
+            ps2, ins2 = _list_sums(ties, need, tables[b], with_pop, counted)
             ps += ps2
             ins += ins2
         else:
@@ -780,7 +867,7 @@ def _row_scratch(scores, k):
 
 @nb.njit(parallel=True, **_JIT)
 def topk_metrics(scores, excl_indptr, excl_indices, ho_indptr, ho_indices, ks, codes,
-                 recall_mode, discount, idcg, bks, pop, info, count_empty, counts, pop_out,
+                 recall_mode, discount, idcg, bks, tables, with_pop, count_empty, pop_out,
                  info_out, len_out, out, nan_rows):
     """Fused masked top-K, ranking metrics and beyond-accuracy sums for a block of rows (see the
     module docstring).
@@ -794,12 +881,12 @@ def topk_metrics(scores, excl_indptr, excl_indices, ho_indptr, ho_indices, ks, c
         empty when only beyond-accuracy sums are asked)
     recall_mode : int, 0 for hits / min(k, n_ho), 1 for hits / n_ho
     discount, idcg : float64 arrays of length max(ks, bks)
-    bks, pop, info, count_empty, counts, pop_out, info_out, len_out : the beyond-accuracy sums
-        of :func:`_beyond_row` (``bks`` int64, strictly decreasing, may be empty; ``pop`` and
-        ``info`` float64 per item, empty when no list metric is asked); ``counts`` (int32,
-        (n_threads, len(bks), n_items), one slab per Numba thread, zeroed by the caller) is
-        added to for the rows with held-out items (every row when ``count_empty``); the others,
-        (n_rows, len(bks)), are written
+    bks, tables, with_pop, count_empty, pop_out, info_out, len_out : the beyond-accuracy sums
+        of :func:`_beyond_row` (``bks`` int64, strictly decreasing, may be empty; ``tables``
+        item records (n_threads, len(bks), n_items), one slab per Numba thread, counts
+        zeroed by the caller, popularity and self-information filled in when ``with_pop``, that
+        is when a list metric is asked); the counts are added to for the rows with held-out
+        items (every row when ``count_empty``); the others, (n_rows, len(bks)), are written
     out : float64 array of shape (n_rows, len(ks)), written
     nan_rows : uint8 array of shape (n_rows,), written: 1 where the row holds a NaN score
     """
@@ -829,9 +916,10 @@ def topk_metrics(scores, excl_indptr, excl_indices, ho_indptr, ho_indices, ks, c
                 nh = _hit_ranks(row, ex, ho, cs, ci, m, k_eff, floor, has_floor, ranks)
             _metrics_row(ranks, nh, ho.shape[0], ks, codes, recall_mode, discount, idcg, out[u])
             if bks.shape[0]:
-                _beyond_row(ci, cs, m, k_eff, floor, has_floor, False, bks, pop, info,
-                            count_empty or ho.shape[0] > 0, counts[nb.get_thread_id()],
-                            pop_out[u], info_out[u], len_out[u], sel, buf, ties)
+                _beyond_row(ci, cs, m, k_eff, floor, has_floor, False, bks,
+                            tables[nb.get_thread_id()], with_pop,
+                            count_empty or ho.shape[0] > 0, pop_out[u], info_out[u], len_out[u],
+                            sel, buf, ties)
 
 
 @nb.njit(parallel=True, **_JIT)

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from test_metrics_oracle import ALL_METRICS, assert_close, csr, oracle, rows_of
 
 from evcf_fast.kernels import ranking as R
+from evcf_fast.metrics.conventions import ITEM_TABLE
 
 CODES = {"ndcg": R.NDCG, "recall": R.RECALL, "precision": R.PRECISION, "hitrate": R.HITRATE,
          "mrr": R.MRR, "map": R.MAP}
@@ -33,8 +34,7 @@ def run_kernel(scores, heldout, exclude, metrics, *, recall_mode=0):
 
 def no_lists(n_rows):
     """The beyond-accuracy arguments of topk_metrics when no list metric is asked."""
-    empty = np.zeros(0, np.float64)
-    return (np.zeros(0, np.int64), empty, empty, False, np.zeros((1, 0, 0), np.int32),
+    return (np.zeros(0, np.int64), np.zeros((1, 0, 0), ITEM_TABLE), False, False,
             np.empty((n_rows, 0)), np.empty((n_rows, 0)), np.empty((n_rows, 0), np.int64))
 
 
@@ -353,3 +353,40 @@ def _take_above_steps(xs, ids, m, out):
         a += R._take_above8(xs, ids, t, 0.0, out, a)
         t += 8
     return a, t
+
+
+def _split_oracle(cs, ci, kb):
+    """The best kb items (higher score, then lower index) and the kb-th best, by sorting."""
+    order = np.lexsort((ci, -cs))
+    return set(ci[order[:kb]].tolist()), (cs[order[kb - 1]], ci[order[kb - 1]])
+
+
+@settings(max_examples=150, deadline=None)
+@given(seed=st.integers(0, 10_000), m=st.integers(1, 300), levels=st.sampled_from([0, 2, 5, 40]),
+       kb_frac=st.floats(0.0, 1.0), floor=st.booleans(), inf=st.booleans())
+def test_split_matches_sorting(seed, m, levels, kb_frac, floor, inf):
+    """The value search of the top-kb sets (model-placed pivots, early stops on ties) picks
+    exactly the sorted top kb, and the kb-th best in ``kth`` mode: continuous scores, a few
+    levels (tie groups across the cut), a tail like a row's top scores, +inf scores."""
+    rng = np.random.default_rng(seed)
+    x = rng.exponential(1.0, m) if seed % 2 else rng.standard_normal(m)
+    if levels:
+        x = np.round(x * levels) / levels
+    if inf and m > 3:
+        x[rng.choice(m, 2, replace=False)] = np.inf
+    kb = max(1, min(m, int(round(kb_frac * m))))
+    ids = rng.permutation(10 * m)[:m].astype(np.int64)
+    lo = float(x.min()) - 0.5
+    want, kth_want = _split_oracle(x, ids, kb)
+    for kth in (False, True):
+        cap = m + 40
+        cs = np.zeros(cap)
+        ci = np.zeros(cap, np.int64)
+        cs[:m], ci[:m] = x, ids
+        sel, buf, ties = np.empty(cap, np.int64), np.empty(cap), np.empty(cap, np.int64)
+        a, need = R._split(cs, ci, m, kb, lo, floor, sel, buf, ties, kth)
+        got = sel[:a].tolist() + ties[:need].tolist()
+        assert a + need == kb and len(got) == kb and set(got) == want
+        if kth:
+            assert need >= 1 and (buf[need - 1], ties[need - 1]) == kth_want
+        np.testing.assert_array_equal(cs[:m], x)  # the candidates are left in place

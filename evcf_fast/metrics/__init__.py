@@ -63,7 +63,7 @@ from typing import Iterable
 import numpy as np
 
 from .._checks import check_choice, check_int, must_be
-from .conventions import Conventions
+from .conventions import Conventions, ItemPopularity
 
 # "# re-export": names that code outside the package imported from the former single-file
 # module, kept importable from here; new code imports them from the file that defines them
@@ -98,7 +98,7 @@ from .spec import (
 # DeviceCSR and the torch engines are also importable from here, lazily: see __getattr__
 __all__ = [
     "METRICS", "MetricSpec", "parse_metrics", "EvaluationResult", "evaluate", "evaluate_topk",
-    "topk", "numba_threads", "warmup",
+    "topk", "numba_threads", "warmup", "ItemPopularity",
 ]
 
 # names of the torch path reachable as evcf_fast.metrics.NAME; importing them eagerly would
@@ -156,8 +156,9 @@ def evaluate(scores, heldout, *, exclude=None,
     relevance : {"binary", "linear", "exponential"}
         NDCG gains: 1 per held-out item (default), the held-out matrix's stored value (ranx,
         trec_eval) or 2^value - 1; values must then be finite and > 0.
-    train : scipy.sparse CSR of shape (n_train_users, n_items), optional
-        The training interactions: item popularity for ``avgpop@k`` and ``novelty@k``.
+    train : scipy.sparse CSR of shape (n_train_users, n_items), or ItemPopularity, optional
+        The training interactions: item popularity for ``avgpop@k`` and ``novelty@k``. A CSR
+        is counted on every call; ``ItemPopularity.of(train)`` counts it once for many calls.
     nan_policy : {"raise", "neg_inf"}
         NaN scores (at non-excluded items) raise ValueError with the number of NaN rows, or
         rank as -inf.
@@ -317,6 +318,7 @@ def warmup() -> None:
                 evaluate(s, held, exclude=held, metrics=("ndcg@1",))
                 topk(s, k=1, exclude=held)
             evaluate_topk(np.zeros((2, 1), np.int64), held, exclude=held, metrics=("ndcg@1",))
+            ItemPopularity.of(held)  # the training popularity count of avgpop and novelty
 
 
 def _read_only(a: np.ndarray) -> np.ndarray:

@@ -89,15 +89,15 @@ def evaluate_numba(blocks: _ScoreBlocks, heldout, exclude, specs: tuple[MetricSp
     _check_has_items(int(ho.indptr[-1] - ho.indptr[0]))
     n_heldout, acc, ks, codes, beyond, discount, idcg = _prepare(specs, ho, conv, train, n_items)
     out = np.empty((n_rows, len(acc)), np.float64)
-    counts, pop_out, info_out, len_out = beyond.outputs(n_rows, n_items, _slabs())
+    tables, pop_out, info_out, len_out = beyond.outputs(n_rows, n_items, _slabs())
     if conv.default_kernel and (codes.size == 0 or int(codes.max()) <= ranking.MAP):
         dispatcher = ranking.topk_metrics
 
         def args(block, ex_ptr, ex_idx, start, stop, nan_rows):
             ho_ptr, ho_idx = ho.rows(start, stop)
             return (block, ex_ptr, ex_idx, ho_ptr, ho_idx, ks, codes, conv.recall_mode,
-                    discount, idcg, beyond.bks, beyond.pop, beyond.info,
-                    conv.empty_users == "zero", counts, pop_out[start:stop],
+                    discount, idcg, beyond.bks, tables, beyond.with_pop,
+                    conv.empty_users == "zero", pop_out[start:stop],
                     info_out[start:stop], len_out[start:stop], out[start:stop], nan_rows)
     else:
         gain = gains(heldout, ho.indices, conv.relevance)
@@ -109,16 +109,30 @@ def evaluate_numba(blocks: _ScoreBlocks, heldout, exclude, specs: tuple[MetricSp
             ho_ptr, ho_idx = ho.rows(start, stop)
             return (block, ex_ptr, ex_idx, ho_ptr, ho_idx, gain, ks, codes, conv.recall_mode,
                     conv.map_mode, conv.tie_mode, conv.relevance != "binary", discount, idcg,
-                    cumd, max_ho, beyond.bks, beyond.pop, beyond.info,
-                    conv.empty_users == "zero", counts, pop_out[start:stop],
+                    cumd, max_ho, beyond.bks, tables, beyond.with_pop,
+                    conv.empty_users == "zero", pop_out[start:stop],
                     info_out[start:stop], len_out[start:stop], out[start:stop], nan_rows)
 
     _run_blocks(blocks, ex, dispatcher, args, nan_policy=nan_policy, batch_size=batch_size,
                 n_threads=n_threads, progress=progress)
     per_user = {str(s): np.ascontiguousarray(out[:, q]) for q, s in enumerate(acc)}
-    per_user, aggregate = finish(per_user, n_heldout, conv, beyond, counts, pop_out, info_out,
+    per_user, aggregate = finish(per_user, n_heldout, conv, beyond, tables, pop_out, info_out,
                                  len_out)
     return _ordered(per_user, specs), n_heldout, aggregate
+
+
+def _count_items(indices: np.ndarray, n_items: int):
+    """Training entries per item and the number of out-of-range indices, counted in parallel
+    (:func:`evcf_fast.kernels.csr.column_counts`; chunks below 2**31 entries each)."""
+    import numba
+
+    from .._jit import note_if_cold
+    from ..kernels.csr import column_counts
+
+    note_if_cold(column_counts)
+    nnz = indices.shape[0]
+    n_chunks = max(1 if nnz < 200_000 else numba.get_num_threads(), -(-nnz // (2**31 - 1)))
+    return column_counts(indices, n_items, n_chunks)
 
 
 def _prepare(specs, ho: _HostCSR, conv: Conventions, train, n_items: int):
@@ -129,7 +143,7 @@ def _prepare(specs, ho: _HostCSR, conv: Conventions, train, n_items: int):
     check_empty_users(conv, n_heldout)
     acc = _accuracy(specs)
     ks, codes = _kernel_args(specs)
-    beyond = beyond_args(specs, train, n_items)
+    beyond = beyond_args(specs, train, n_items, count_items=_count_items)
     discount, idcg = _tables(int(max(ks.max() if ks.size else 1,
                                      beyond.bks.max() if beyond.bks.size else 1)))
     return n_heldout, acc, ks, codes, beyond, discount, idcg
@@ -176,15 +190,15 @@ def evaluate_topk_numba(top: np.ndarray, ho: _HostCSR, ex: _HostCSR, heldout,
     gain = gains(heldout, ho.indices, conv.relevance)
     n_rows = top.shape[0]
     out = np.empty((n_rows, len(acc)), np.float64)
-    counts, pop_out, info_out, len_out = beyond.outputs(n_rows, n_items, _slabs())
+    tables, pop_out, info_out, len_out = beyond.outputs(n_rows, n_items, _slabs())
     args = (top, ex.indptr, ex.indices, ho.indptr, ho.indices, gain, ks, codes,
             conv.recall_mode, conv.map_mode, conv.relevance != "binary", discount, idcg, cumd,
-            int(n_heldout.max()) if n_rows else 0, beyond.bks, beyond.pop, beyond.info,
-            conv.empty_users == "zero", counts, pop_out, info_out, len_out, out)
+            int(n_heldout.max()) if n_rows else 0, beyond.bks, tables, beyond.with_pop,
+            conv.empty_users == "zero", pop_out, info_out, len_out, out)
     ensure_compiled(kconv.topk_metrics_from_topk_ext, *args)
     with numba_threads(n_threads):
         kconv.topk_metrics_from_topk_ext(*args)
     per_user = {str(s): np.ascontiguousarray(out[:, q]) for q, s in enumerate(acc)}
-    per_user, aggregate = finish(per_user, n_heldout, conv, beyond, counts, pop_out, info_out,
+    per_user, aggregate = finish(per_user, n_heldout, conv, beyond, tables, pop_out, info_out,
                                  len_out)
     return _ordered(per_user, specs), aggregate

@@ -256,9 +256,9 @@ def evaluate_torch(scores, heldout, *, exclude, specs, conv, train, nan_policy: 
 
 def _lists(items, beyond, counted, n_items):
     """The beyond-accuracy outputs of the Numba kernel from the (B, k) lists (-1 padded)."""
-    counts, pop_out, info_out, len_out = beyond.outputs(len(counted), n_items, 1)
+    tables, pop_out, info_out, len_out = beyond.outputs(len(counted), n_items, 1)
     if items is None:
-        return counts, pop_out, info_out, len_out
+        return tables, pop_out, info_out, len_out
     for b, k in enumerate(beyond.bks):
         ids = items[:, :min(int(k), items.shape[1])]
         ok = ids >= 0
@@ -268,8 +268,8 @@ def _lists(items, beyond, counted, n_items):
             info_out[:, b] = np.where(ok, beyond.info[safe], 0.0).sum(1)
         len_out[:, b] = ok.sum(1)
         sel = ids[counted]
-        counts[0, b] = np.bincount(sel[sel >= 0], minlength=n_items)
-    return counts, pop_out, info_out, len_out
+        tables["count"][0, b] = np.bincount(sel[sel >= 0], minlength=n_items)
+    return tables, pop_out, info_out, len_out
 
 
 def masked_topk_torch(xm: torch.Tensor, ex: DeviceCSR | None, k: int):
