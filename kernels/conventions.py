@@ -252,7 +252,8 @@ def topk_metrics_ext(scores, excl_indptr, excl_indices, ho_indptr, ho_indices, h
     ``nan_rows``, ``pop_out``, ``info_out`` (float64) and ``len_out`` (int64, list lengths),
     each (n_rows, len(bks)), are written; the counts of ``tables`` (item records,
     (n_threads, len(bks), n_items), counts zeroed by the caller, one slab per Numba thread) are
-    added to for the rows with held-out items (every row when ``count_empty``). ``ks`` may be empty when only lists are asked.
+    added to for the rows with held-out items (every row when ``count_empty``). ``ks`` may be
+    empty when only lists are asked.
     """
     n_rows, n_items = scores.shape
     k_acc = ks.max() if ks.shape[0] else 1

@@ -159,9 +159,21 @@ class ItemPopularity:
     @classmethod
     def of(cls, train, *, n_items: int | None = None) -> ItemPopularity:
         """Count a training CSR (users x items) once (a parallel Numba pass)."""
-        from .numba_path import _count_items
+        return cls(*_train_counts(train, n_items, count_items))
 
-        return cls(*_train_counts(train, n_items, _count_items))
+
+def count_items(indices: np.ndarray, n_items: int):
+    """Training entries per item and the number of out-of-range indices, counted in parallel
+    (:func:`evcf_fast.kernels.csr.column_counts`; chunks below 2**31 entries each)."""
+    import numba
+
+    from .._jit import note_if_cold
+    from ..kernels.csr import column_counts
+
+    note_if_cold(column_counts)
+    nnz = indices.shape[0]
+    n_chunks = max(1 if nnz < 200_000 else numba.get_num_threads(), -(-nnz // (2**31 - 1)))
+    return column_counts(indices, n_items, n_chunks)
 
 
 def _describe(x) -> str:
@@ -170,7 +182,7 @@ def _describe(x) -> str:
     return type(x).__name__
 
 
-def _train_counts(train, n_items: int | None, count_items) -> tuple[np.ndarray, int]:
+def _train_counts(train, n_items: int | None, counter) -> tuple[np.ndarray, int]:
     """(entries per item, number of users) of a training CSR, checked."""
     import scipy.sparse as sp
 
@@ -185,12 +197,12 @@ def _train_counts(train, n_items: int | None, count_items) -> tuple[np.ndarray, 
         raise ValueError(must_be("train", "at least one user", "an empty matrix"))
     n_cols = int(train.shape[1])
     indices = np.asarray(train.indices)
-    if count_items is None:
+    if counter is None:
         inside = (indices >= 0) & (indices < n_cols)
         n_bad = int(indices.size - np.count_nonzero(inside))
         counts = np.bincount(indices[inside] if n_bad else indices, minlength=n_cols)
     else:
-        counts, n_bad = count_items(indices, n_cols)
+        counts, n_bad = counter(indices, n_cols)
     if n_bad:
         raise ValueError(must_be("train", f"column indices in [0, {n_cols})",
                                  f"{n_bad} outside it (a malformed CSR)"))
@@ -198,12 +210,12 @@ def _train_counts(train, n_items: int | None, count_items) -> tuple[np.ndarray, 
 
 
 def beyond_args(specs: tuple[MetricSpec, ...], train, n_items: int, *,
-                count_items=None) -> Beyond:
+                counter=None) -> Beyond:
     """Cut-offs and popularity tables for the list and global metrics among ``specs``.
 
-    ``train`` is a training CSR or an :class:`ItemPopularity`. ``count_items(indices,
-    n_items)`` counts a CSR's entries per item (``np.bincount`` unless given; the Numba engine
-    passes its parallel kernel) and returns (counts, number of indices outside [0, n_items)).
+    ``train`` is a training CSR or an :class:`ItemPopularity`. ``counter(indices, n_items)``
+    counts a CSR's entries per item (``np.bincount`` unless given; the Numba engine passes
+    :func:`count_items`) and returns (counts, number of indices outside [0, n_items)).
     """
     bspecs = _beyond(specs)
     bks = np.array(sorted({s.k for s in bspecs}, reverse=True), np.int64)
@@ -221,7 +233,7 @@ def beyond_args(specs: tuple[MetricSpec, ...], train, n_items: int, *,
                                      f"one of {train.counts.shape[0]}"))
         counts, n_train = train.counts, train.n_users
     else:
-        counts, n_train = _train_counts(train, n_items, count_items)
+        counts, n_train = _train_counts(train, n_items, counter)
     if int(counts.max(initial=0)) >= 2**31:
         raise ValueError(must_be("train", "item popularities below 2**31",
                                  f"{int(counts.max())}"))

@@ -17,7 +17,14 @@ from typing import Callable
 
 import numpy as np
 
-from .conventions import Conventions, beyond_args, check_empty_users, finish, gains
+from .conventions import (
+    Conventions,
+    beyond_args,
+    check_empty_users,
+    count_items,
+    finish,
+    gains,
+)
 from .inputs import (
     _check_csr,
     _check_has_items,
@@ -121,20 +128,6 @@ def evaluate_numba(blocks: _ScoreBlocks, heldout, exclude, specs: tuple[MetricSp
     return _ordered(per_user, specs), n_heldout, aggregate
 
 
-def _count_items(indices: np.ndarray, n_items: int):
-    """Training entries per item and the number of out-of-range indices, counted in parallel
-    (:func:`evcf_fast.kernels.csr.column_counts`; chunks below 2**31 entries each)."""
-    import numba
-
-    from .._jit import note_if_cold
-    from ..kernels.csr import column_counts
-
-    note_if_cold(column_counts)
-    nnz = indices.shape[0]
-    n_chunks = max(1 if nnz < 200_000 else numba.get_num_threads(), -(-nnz // (2**31 - 1)))
-    return column_counts(indices, n_items, n_chunks)
-
-
 def _prepare(specs, ho: _HostCSR, conv: Conventions, train, n_items: int):
     """What both engines compute before their kernel: held-out counts (checked against the
     empty-users rule), the accuracy specs and their kernel codes, the beyond-accuracy inputs and
@@ -143,7 +136,7 @@ def _prepare(specs, ho: _HostCSR, conv: Conventions, train, n_items: int):
     check_empty_users(conv, n_heldout)
     acc = _accuracy(specs)
     ks, codes = _kernel_args(specs)
-    beyond = beyond_args(specs, train, n_items, count_items=_count_items)
+    beyond = beyond_args(specs, train, n_items, counter=count_items)
     discount, idcg = _tables(int(max(ks.max() if ks.size else 1,
                                      beyond.bks.max() if beyond.bks.size else 1)))
     return n_heldout, acc, ks, codes, beyond, discount, idcg
