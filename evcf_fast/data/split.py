@@ -153,8 +153,12 @@ def _split(user: pl.Series, item: pl.Series, config: SplitConfig, *, n_rows: int
         rule = "any row" if min_rating is None else f"rating > {min_rating}"
         raise ValueError(f"no interactions left after the rating filter: expected some rows with "
                          f"{rule}, got none out of {n_rows:,}")
-    ucode, user_ids = factorize(user, sort=True)
-    icode, item_ids = factorize(item, sort=False)
+    # the compiled kernels release the GIL: independent steps run on two threads (the second
+    # core is otherwise idle here unless the caller hashes the sources meanwhile)
+    with _pool() as pool:
+        users = pool.submit(factorize, user, sort=True)
+        icode, item_ids = factorize(item, sort=False)
+        ucode, user_ids = users.result()
     bar.update()
 
     ptr, items = K.group_items(ucode, icode, len(user_ids))
@@ -184,29 +188,18 @@ def _split(user: pl.Series, item: pl.Series, config: SplitConfig, *, n_rows: int
     bar.update()
 
     train_codes = order[:n_train]
-    tr_ptr, tr_ind = K.gather_user_items(train_codes, ptr, items, sid_of)
-    tr_ind = K.sort_rows(tr_ptr, tr_ind, n_items)
-    bar.update()
 
-    blocks = {}
-    out_of_vocab = 0
-    without_targets = 0
-    for b, name in enumerate(("validation", "test")):
-        block = order[n_train + b * n_heldout: n_train + (b + 1) * n_heldout]
-        by_id = np.sort(block)  # the notebook's groupby('userId') order
-        optr, osid = K.gather_user_items(by_id, ptr, items, sid_of)
-        out_of_vocab += int(counts[by_id].sum()) - osid.shape[0]
-        if exact:
-            flag = legacy_heldout_draw(optr, seed=seed, fraction=heldout_fraction)
-        else:
-            keys = np.random.default_rng([seed, b]).random(osid.shape[0])
-            flag = K.smallest_keys(optr, keys, heldout_fraction, MIN_ROWS_TO_SPLIT)
-        row_of = np.searchsorted(by_id, block)  # uid order -> position in id order
-        fptr, find, hptr, hind = K.split_segments(row_of, optr, osid, flag, n_items)
-        without_targets += int(np.count_nonzero(np.diff(hptr) == 0))
-        blocks[name] = (make_csr(fptr, find, n_items), make_csr(hptr, hind, n_items),
-                        user_ids[block])
-    bar.update()
+    def train_rows():
+        tr_ptr, tr_ind = K.gather_user_items(train_codes, ptr, items, sid_of)
+        return tr_ptr, K.sort_rows(tr_ptr, tr_ind, n_items)
+
+    with _pool() as pool:
+        train = pool.submit(train_rows)  # beside the held-out blocks below
+        blocks, out_of_vocab, without_targets = _heldout_blocks(
+            order, n_train, n_heldout, ptr, items, sid_of, counts, n_items, user_ids,
+            seed=seed, exact=exact, heldout_fraction=heldout_fraction)
+        tr_ptr, tr_ind = train.result()
+    bar.update(2)
 
     sid_codes = np.empty(n_items, np.int64)
     sid_codes[sid_of[sid_of >= 0]] = np.flatnonzero(sid_of >= 0)
@@ -228,6 +221,38 @@ def _split(user: pl.Series, item: pl.Series, config: SplitConfig, *, n_rows: int
     bar.update()
     bar.close()
     return ds
+
+
+def _heldout_blocks(order, n_train, n_heldout, ptr, items, sid_of, counts, n_items, user_ids, *,
+                    seed, exact, heldout_fraction):
+    """Step 6 of the notebook for the validation and test blocks: ({name: (fold-in CSR,
+    held-out CSR, raw user ids)}, rows outside the vocabulary, users without targets)."""
+    blocks = {}
+    out_of_vocab = 0
+    without_targets = 0
+    for b, name in enumerate(("validation", "test")):
+        block = order[n_train + b * n_heldout: n_train + (b + 1) * n_heldout]
+        by_id = np.sort(block)  # the notebook's groupby('userId') order
+        optr, osid = K.gather_user_items(by_id, ptr, items, sid_of)
+        out_of_vocab += int(counts[by_id].sum()) - osid.shape[0]
+        if exact:
+            flag = legacy_heldout_draw(optr, seed=seed, fraction=heldout_fraction)
+        else:
+            keys = np.random.default_rng([seed, b]).random(osid.shape[0])
+            flag = K.smallest_keys(optr, keys, heldout_fraction, MIN_ROWS_TO_SPLIT)
+        row_of = np.searchsorted(by_id, block)  # uid order -> position in id order
+        fptr, find, hptr, hind = K.split_segments(row_of, optr, osid, flag, n_items)
+        without_targets += int(np.count_nonzero(np.diff(hptr) == 0))
+        blocks[name] = (make_csr(fptr, find, n_items), make_csr(hptr, hind, n_items),
+                        user_ids[block])
+    return blocks, out_of_vocab, without_targets
+
+
+def _pool():
+    """Two threads for independent steps of the split (its kernels release the GIL)."""
+    import concurrent.futures
+
+    return concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="evcf-split")
 
 
 def legacy_heldout_draw(optr: np.ndarray, *, seed: int, fraction: float) -> np.ndarray:
