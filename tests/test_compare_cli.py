@@ -70,6 +70,24 @@ def test_compare_score_files_matches_the_library(setup, tmp_path, capsys):
     assert (tmp_path / "t.tex").read_text().startswith("\\")
 
 
+
+def test_compare_popularity_metrics_use_the_splits_training_data(setup, tmp_path):
+    """avgpop@k and novelty@k need the training popularity: compare counts the split's once
+    and gets the library's numbers with ``train=ds.train``."""
+    root, ds, scores = setup
+    out = tmp_path / "pop.json"
+    metrics = ("novelty@10", "avgpop@5")
+    code = main(["compare", f"noise={root / 'noise.npy'}", f"good={root / 'good.npy'}",
+                 "--split", str(root / "split"), "--metrics", *metrics,
+                 "--n-permutations", "500", "--n-bootstrap", "200", "--json", str(out)])
+    assert code == 0
+    fold, held = ds.part("test")
+    expected = compare({n: evaluate(s, held, exclude=fold, metrics=metrics, train=ds.train)
+                        for n, s in scores.items()},
+                       metrics=metrics, n_permutations=500, n_bootstrap=200,
+                       users={n: (np.arange(N_USERS) + 500).astype(str) for n in scores})
+    assert json.loads(out.read_text()) == json.loads(expected.to_json())
+
 def test_compare_topk_and_per_user_sources(setup, tmp_path, capsys):
     root, ds, scores = setup
     # top-K file of "good" and a per-user file of "noise" (from evcf evaluate --per-user)

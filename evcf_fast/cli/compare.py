@@ -140,7 +140,7 @@ def cmd_compare(args) -> int:
     from .._io import atomic_file, check_output
     from ..compare import compare
     from ..data.dataset import SplitDataset
-    from ..metrics import evaluate, evaluate_topk
+    from ..metrics import METRICS, ItemPopularity, MetricSpec, evaluate, evaluate_topk
     from ..metrics.topk_file import read_topk_parquet
 
     metrics = _metric_args(args.metrics)
@@ -173,6 +173,18 @@ def cmd_compare(args) -> int:
                              f"({kinds[name]} source)")
         return dataset(args.split)
 
+    popularity: dict[int, ItemPopularity] = {}
+    needs_train = any(METRICS[MetricSpec.parse(m).name].kind == "list" for m in metrics)
+
+    def with_train(ds) -> dict:
+        """``train=`` for avgpop/novelty: the split's training popularity, counted once per
+        split however many systems use it."""
+        if not needs_train:
+            return {}
+        if id(ds) not in popularity:
+            popularity[id(ds)] = ItemPopularity.of(ds.train)
+        return {"train": popularity[id(ds)]}
+
     results, users = {}, {}
     common = dict(metrics=metrics, recall_denominator=args.recall_denominator,
                   n_threads=args.threads)
@@ -190,16 +202,18 @@ def cmd_compare(args) -> int:
             ds = dataset(split)
             fold_in, heldout = ds.part(args.part)
             scores = score_rows(model, fold_in, device=args.device)
-            results[name] = evaluate(scores, heldout, exclude=fold_in, progress=False, **common)
+            results[name] = evaluate(scores, heldout, exclude=fold_in, progress=False, **common,
+                                     **with_train(ds))
         else:
             ds = need_split(name)
             fold_in, heldout = ds.part(args.part)
             if kind == "scores":
                 results[name] = evaluate(str(path), heldout, exclude=fold_in, progress=False,
-                                         **common)
+                                         **common, **with_train(ds))
             else:
                 top = read_topk_parquet(path, n_users=heldout.shape[0], n_items=heldout.shape[1])
-                results[name] = evaluate_topk(top, heldout, exclude=fold_in, **common)
+                results[name] = evaluate_topk(top, heldout, exclude=fold_in, **common,
+                                              **with_train(ds))
         ids = getattr(ds, f"{args.part}_user_ids", None)
         import numpy as np
 
