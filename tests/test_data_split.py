@@ -125,6 +125,29 @@ def test_identical_to_notebook_on_synthetic(seed):
     assert_same_as_notebook(ds, raw, 80)
 
 
+
+@pytest.mark.parametrize("exact", [True, False])
+def test_threads_do_not_change_the_split(exact):
+    """The split runs independent steps on two threads when it may use two cores: the same
+    matrices, ids and counts either way (the notebook tests above run on the default, which
+    is two threads on a machine with two cores)."""
+    from evcf_fast.data.split import split_positives
+    from evcf_fast.data.synthetic import make_synthetic
+
+    df = make_synthetic("small", seed=4, n_users=500, n_items=300, n_positives=20_000,
+                        n_rows=30_000)
+    one, two = (split_positives(df["user"], df["item"], n_rows=df.height, n_heldout=60,
+                                min_rating=None, exact=exact, threads=n) for n in (1, 2))
+    for name in ("train", "validation_fold_in", "validation_heldout", "test_fold_in",
+                 "test_heldout"):
+        a, b = getattr(one, name), getattr(two, name)
+        assert (a != b).nnz == 0 and a.shape == b.shape
+        np.testing.assert_array_equal(a.indptr, b.indptr)
+        np.testing.assert_array_equal(a.indices, b.indices)
+    for name in ("item_ids", "train_user_ids", "validation_user_ids", "test_user_ids"):
+        np.testing.assert_array_equal(getattr(one, name), getattr(two, name))
+    assert one.meta["counts"] == two.meta["counts"]
+
 @st.composite
 def interaction_tables(draw):
     n_users = draw(st.integers(3, 25))

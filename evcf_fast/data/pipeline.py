@@ -130,7 +130,7 @@ def prepare(paths, out_dir: str | os.PathLike | None = None, *, n_heldout: int |
                                         invalid_ratings=invalid_ratings, id_type=id_type,
                                         stats=stats, count_now=False)
     t_parse = time.perf_counter()
-    split_positives = split_module.result().split_positives
+    split = split_module.result()
     # the split is mostly one core (compiled, GIL-free kernels): meanwhile a thread counts the
     # rows that the rating filter dropped while parsing (a second pass over text) and hashes
     # the sources
@@ -149,9 +149,12 @@ def prepare(paths, out_dir: str | os.PathLike | None = None, *, n_heldout: int |
         }
         if count is not None and positives.height == 0:  # the split's error states the count
             n_rows, count = count.result(), None
-        ds = split_positives(positives["user"], positives["item"],
+        # while the thread above hashes the sources it keeps a core busy: leave it that core
+        # (the row count alone is brief)
+        threads = max(1, split.available_cores() - bool(hash_sources))
+        ds = split.split_positives(positives["user"], positives["item"],
                              n_rows=None if count is not None else n_rows,
-                             **config.to_dict(), meta=meta)
+                             **config.to_dict(), meta=meta, threads=threads)
         del positives
         t_split = time.perf_counter()
         if count is not None:

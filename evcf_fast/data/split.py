@@ -26,6 +26,9 @@ The parameters and their defaults are :class:`~evcf_fast.data.config.SplitConfig
 
 from __future__ import annotations
 
+import concurrent.futures
+import os
+
 import numpy as np
 import polars as pl
 
@@ -128,22 +131,24 @@ def split_positives(user: pl.Series, item: pl.Series, *, n_rows: int | None, n_h
                     seed: int = SplitConfig.seed,
                     heldout_fraction: float = SplitConfig.heldout_fraction,
                     exact: bool = SplitConfig.exact, progress: bool = False,
-                    meta: dict | None = None) -> SplitDataset:
+                    meta: dict | None = None, threads: int | None = None) -> SplitDataset:
     """Steps 2-6 of :func:`strong_generalization_split` on already rating-filtered rows.
 
     ``n_rows`` (the row count before the filter) and ``min_rating`` are only recorded in the
     metadata; :func:`evcf_fast.data.pipeline.prepare` filters inside the Polars scan and calls
     this directly (with ``n_rows=None`` while a thread still counts the rows: it then fills in
-    ``meta["counts"]["n_rows"]``).
+    ``meta["counts"]["n_rows"]``). ``threads``: the cores the split may use (default: the
+    process's); with two or more, independent steps run side by side. The result is the same.
     """
     config = SplitConfig(n_heldout=n_heldout, min_rating=min_rating,
                          min_user_count=min_user_count, seed=seed,
                          heldout_fraction=heldout_fraction, exact=exact)
-    return _split(user, item, config, n_rows=n_rows, progress=progress, meta=meta)
+    return _split(user, item, config, n_rows=n_rows, progress=progress, meta=meta,
+                  threads=threads)
 
 
 def _split(user: pl.Series, item: pl.Series, config: SplitConfig, *, n_rows: int | None,
-           progress: bool, meta: dict | None) -> SplitDataset:
+           progress: bool, meta: dict | None, threads: int | None = None) -> SplitDataset:
     n_heldout, min_rating = config.n_heldout, config.min_rating
     min_user_count, seed = config.min_user_count, config.seed
     heldout_fraction, exact = config.heldout_fraction, config.exact
@@ -153,12 +158,11 @@ def _split(user: pl.Series, item: pl.Series, config: SplitConfig, *, n_rows: int
         rule = "any row" if min_rating is None else f"rating > {min_rating}"
         raise ValueError(f"no interactions left after the rating filter: expected some rows with "
                          f"{rule}, got none out of {n_rows:,}")
-    # the compiled kernels release the GIL: independent steps run on two threads (the second
-    # core is otherwise idle here unless the caller hashes the sources meanwhile)
-    with _pool() as pool:
-        users = pool.submit(factorize, user, sort=True)
-        icode, item_ids = factorize(item, sort=False)
-        ucode, user_ids = users.result()
+    # the compiled kernels release the GIL: with a second core free, independent steps run on
+    # two threads
+    parallel = (available_cores() if threads is None else threads) >= 2
+    (ucode, user_ids), (icode, item_ids) = _both(parallel, lambda: factorize(user, sort=True),
+                                                 lambda: factorize(item, sort=False))
     bar.update()
 
     ptr, items = K.group_items(ucode, icode, len(user_ids))
@@ -193,12 +197,13 @@ def _split(user: pl.Series, item: pl.Series, config: SplitConfig, *, n_rows: int
         tr_ptr, tr_ind = K.gather_user_items(train_codes, ptr, items, sid_of)
         return tr_ptr, K.sort_rows(tr_ptr, tr_ind, n_items)
 
-    with _pool() as pool:
-        train = pool.submit(train_rows)  # beside the held-out blocks below
-        blocks, out_of_vocab, without_targets = _heldout_blocks(
-            order, n_train, n_heldout, ptr, items, sid_of, counts, n_items, user_ids,
-            seed=seed, exact=exact, heldout_fraction=heldout_fraction)
-        tr_ptr, tr_ind = train.result()
+    def heldout_blocks():
+        return _heldout_blocks(order, n_train, n_heldout, ptr, items, sid_of, counts, n_items,
+                               user_ids, seed=seed, exact=exact,
+                               heldout_fraction=heldout_fraction)
+
+    (tr_ptr, tr_ind), (blocks, out_of_vocab, without_targets) = _both(parallel, train_rows,
+                                                                      heldout_blocks)
     bar.update(2)
 
     sid_codes = np.empty(n_items, np.int64)
@@ -248,11 +253,24 @@ def _heldout_blocks(order, n_train, n_heldout, ptr, items, sid_of, counts, n_ite
     return blocks, out_of_vocab, without_targets
 
 
-def _pool():
-    """Two threads for independent steps of the split (its kernels release the GIL)."""
-    import concurrent.futures
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - macOS, Windows
+        return os.cpu_count() or 1
 
-    return concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="evcf-split")
+
+def _both(parallel: bool, first, second):
+    """``(first(), second())``: on two threads when ``parallel`` (the split's kernels release
+    the GIL), else one after the other (in that order: the same peak memory as before)."""
+    if not parallel:
+        return first(), second()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1,
+                                               thread_name_prefix="evcf-split") as pool:
+        a = pool.submit(first)
+        b = second()
+        return a.result(), b
 
 
 def legacy_heldout_draw(optr: np.ndarray, *, seed: int, fraction: float) -> np.ndarray:
