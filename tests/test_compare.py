@@ -530,6 +530,8 @@ def two():
     (dict(metrics=["ndcg@10"]), ValueError, r"unknown metric 'ndcg@10'; expected one of "
                                             r"\['m'\] \(the metrics of baseline 'a'\)"),
     (dict(metrics=[]), ValueError, "metrics must be at least one metric name"),
+    (dict(metrics=["gini@10"]), ValueError, "gini@10 has one value per system, not one per "
+                                            "user, so no paired test applies"),
     (dict(tests=["anova"]), ValueError, r"tests must be one of \['t-test', 'wilcoxon', "
                                         r"'randomization'\], got 'anova'"),
     (dict(tests=[]), ValueError, "tests must be at least one of"),

@@ -112,6 +112,8 @@ def test_compare_topk_and_per_user_sources(setup, tmp_path, capsys):
     (["compare", "a={noise}", "b={good}"], "--split DIR is required"),
     (["compare", "a={noise}", "b={good}", "--split", "{split}", "--baseline", "zz"], "baseline"),
     (["compare", "a={txt}", "b={good}", "--split", "{split}"], "must be a run folder"),
+    (["compare", "a={noise}", "b={good}", "--split", "{split}", "--metrics", "coverage@10"],
+     "coverage@10 has one value per system"),
 ])
 def test_compare_errors(setup, tmp_path, capsys, argv, message):
     root, _, _ = setup

@@ -139,11 +139,13 @@ def _per_user_file(path: Path, metrics: tuple[str, ...]):
 def cmd_compare(args) -> int:
     from .._io import atomic_file, check_output
     from ..compare import compare
+    from ..compare.inputs import check_per_user
     from ..data.dataset import SplitDataset
     from ..metrics import METRICS, ItemPopularity, MetricSpec, evaluate, evaluate_topk
     from ..metrics.topk_file import read_topk_parquet
 
     metrics = _metric_args(args.metrics)
+    check_per_user(metrics)  # before any system is evaluated
     systems = [parse_system(s) for s in args.systems]
     inputs = [path for _, path in systems] + [args.split]
     for flag in ("markdown", "latex", "json"):

@@ -60,6 +60,20 @@ def _norm(metric: str) -> str:
     return metric.strip().lower()
 
 
+def check_per_user(metrics: Iterable[str]) -> None:
+    """Refuse metrics with one value per system (coverage, Gini, entropy): the tests pair users,
+    so they need a value per user."""
+    from ..metrics.spec import METRICS as REGISTRY
+
+    for m in metrics:
+        name = _norm(str(m)).split("@")[0]
+        if name in REGISTRY and REGISTRY[name].kind == "global":
+            raise ValueError(f"{m} has one value per system, not one per user, so no paired "
+                             f"test applies to it; compare per-user metrics (accuracy, avgpop, "
+                             f"novelty) and read {m} from `evcf evaluate` or "
+                             f"EvaluationResult.aggregate")
+
+
 def _check_metrics(metrics, values, names, baseline) -> list[str]:
     available = list(values[baseline])
     by_norm = {_norm(m): m for m in available}
@@ -74,6 +88,7 @@ def _check_metrics(metrics, values, names, baseline) -> list[str]:
                 m = str(m)  # e.g. a MetricSpec: str() is its "name@k" spelling
             key = m if m in values[baseline] else by_norm.get(_norm(m))
             if key is None:
+                check_per_user([m])
                 raise ValueError(f"unknown metric {m!r}; expected one of {available} (the "
                                  f"metrics of baseline {baseline!r})")
             if key not in chosen:
