@@ -176,6 +176,23 @@ _run_max = _vector_max(_SAMPLE_RUN)  # one sampled run
 _max8 = _vector_max(8)
 
 
+def _compress_store(context, builder, vec, aryty, ary, idx, mask):
+    """Store the lanes of the 8-lane ``vec`` selected by ``mask`` at ``ary[idx:]``, in order
+    (LLVM ``masked.compressstore``: one instruction with AVX-512)."""
+    arr = context.make_array(aryty)(context, builder, ary)
+    ptr = cgutils.get_item_pointer(context, builder, aryty, arr, [idx], wraparound=False)
+    kind = "f" if isinstance(aryty.dtype, types.Float) else "i"
+    fnty = ir.FunctionType(ir.VoidType(), [vec.type, ptr.type, mask.type])
+    fn = cgutils.get_or_insert_function(
+        builder.module, fnty, f"llvm.masked.compressstore.v8{kind}{aryty.dtype.bitwidth}")
+    builder.call(fn, [vec, ptr, mask])
+
+
+def _popcount8(builder, mask):
+    """The number of set lanes of an 8-lane mask, as int64."""
+    return builder.ctpop(builder.zext(builder.bitcast(mask, ir.IntType(8)), ir.IntType(64)))
+
+
 @intrinsic
 def _take_above8(typingctx, xs, ids, t, lo, out, a):
     """Store those of ids[t : t + 8] whose xs (float64) is above lo at out[a:], in order,
@@ -185,14 +202,8 @@ def _take_above8(typingctx, xs, ids, t, lo, out, a):
         vx = _load_vector(context, builder, signature.args[0], args[0], args[2], 8)
         vi = _load_vector(context, builder, signature.args[1], args[1], args[2], 8)
         mask = builder.fcmp_ordered(">", vx, _splat(builder, args[3], 8))
-        oty = signature.args[4]
-        arr = context.make_array(oty)(context, builder, args[4])
-        ptr = cgutils.get_item_pointer(context, builder, oty, arr, [args[5]], wraparound=False)
-        fnty = ir.FunctionType(ir.VoidType(), [vi.type, ptr.type, mask.type])
-        fn = cgutils.get_or_insert_function(
-            builder.module, fnty, f"llvm.masked.compressstore.v8i{oty.dtype.bitwidth}")
-        builder.call(fn, [vi, ptr, mask])
-        return builder.ctpop(builder.zext(builder.bitcast(mask, ir.IntType(8)), ir.IntType(64)))
+        _compress_store(context, builder, vi, signature.args[4], args[4], args[5], mask)
+        return _popcount8(builder, mask)
 
     sig = types.int64(xs, ids, t, lo, out, a)
     ok = (xs.dtype == types.float64 and ids.dtype == out.dtype == types.int64
@@ -210,16 +221,9 @@ def _take_range8(typingctx, xs, ids, t, lo, hi, out_x, out_i, n):
         vi = _load_vector(context, builder, signature.args[1], args[1], args[2], 8)
         mask = builder.and_(builder.fcmp_ordered(">", vx, _splat(builder, args[3], 8)),
                             builder.fcmp_ordered("<=", vx, _splat(builder, args[4], 8)))
-        for vec, pos, name in ((vx, 5, "v8f64"), (vi, 6, "v8i64")):
-            oty = signature.args[pos]
-            arr = context.make_array(oty)(context, builder, args[pos])
-            ptr = cgutils.get_item_pointer(context, builder, oty, arr, [args[7]],
-                                           wraparound=False)
-            fnty = ir.FunctionType(ir.VoidType(), [vec.type, ptr.type, mask.type])
-            fn = cgutils.get_or_insert_function(builder.module, fnty,
-                                                f"llvm.masked.compressstore.{name}")
-            builder.call(fn, [vec, ptr, mask])
-        return builder.ctpop(builder.zext(builder.bitcast(mask, ir.IntType(8)), ir.IntType(64)))
+        _compress_store(context, builder, vx, signature.args[5], args[5], args[7], mask)
+        _compress_store(context, builder, vi, signature.args[6], args[6], args[7], mask)
+        return _popcount8(builder, mask)
 
     sig = types.int64(xs, ids, t, lo, hi, out_x, out_i, n)
     ok = (xs.dtype == out_x.dtype == types.float64 and ids.dtype == out_i.dtype == types.int64

@@ -139,9 +139,9 @@ def _per_user_file(path: Path, metrics: tuple[str, ...]):
 def cmd_compare(args) -> int:
     from .._io import atomic_file, check_output
     from ..compare import compare
-    from ..compare.inputs import check_per_user
+    from ..compare.inputs import check_per_user, metric_kind
     from ..data.dataset import SplitDataset
-    from ..metrics import METRICS, ItemPopularity, MetricSpec, evaluate, evaluate_topk
+    from ..metrics import ItemPopularity, evaluate, evaluate_topk
     from ..metrics.topk_file import read_topk_parquet
 
     metrics = _metric_args(args.metrics)
@@ -176,7 +176,7 @@ def cmd_compare(args) -> int:
         return dataset(args.split)
 
     popularity: dict[int, ItemPopularity] = {}
-    needs_train = any(METRICS[MetricSpec.parse(m).name].kind == "list" for m in metrics)
+    needs_train = any(metric_kind(m) == "list" for m in metrics)
 
     def with_train(ds) -> dict:
         """``train=`` for avgpop/novelty: the split's training popularity, counted once per

@@ -60,14 +60,20 @@ def _norm(metric: str) -> str:
     return metric.strip().lower()
 
 
+def metric_kind(metric) -> str | None:
+    """The registry kind of a ``"name@k"`` metric ("accuracy", "list" or "global"), or None
+    for a name the registry does not know (a column of a per-user file may be any name)."""
+    from ..metrics.spec import METRICS as REGISTRY
+
+    known = REGISTRY.get(_norm(str(metric)).split("@")[0])
+    return None if known is None else known.kind
+
+
 def check_per_user(metrics: Iterable[str]) -> None:
     """Refuse metrics with one value per system (coverage, Gini, entropy): the tests pair users,
     so they need a value per user."""
-    from ..metrics.spec import METRICS as REGISTRY
-
     for m in metrics:
-        name = _norm(str(m)).split("@")[0]
-        if name in REGISTRY and REGISTRY[name].kind == "global":
+        if metric_kind(m) == "global":
             raise ValueError(f"{m} has one value per system, not one per user, so no paired "
                              f"test applies to it; compare per-user metrics (accuracy, avgpop, "
                              f"novelty) and read {m} from `evcf evaluate` or "

@@ -159,10 +159,10 @@ class ItemPopularity:
     @classmethod
     def of(cls, train, *, n_items: int | None = None) -> ItemPopularity:
         """Count a training CSR (users x items) once (a parallel Numba pass)."""
-        return cls(*_train_counts(train, n_items, count_items))
+        return cls(*_train_counts(train, n_items))
 
 
-def count_items(indices: np.ndarray, n_items: int):
+def _count_items(indices: np.ndarray, n_items: int):
     """Training entries per item and the number of out-of-range indices, counted in parallel
     (:func:`evcf_fast.kernels.csr.column_counts`; chunks below 2**31 entries each)."""
     import numba
@@ -182,7 +182,7 @@ def _describe(x) -> str:
     return type(x).__name__
 
 
-def _train_counts(train, n_items: int | None, counter) -> tuple[np.ndarray, int]:
+def _train_counts(train, n_items: int | None) -> tuple[np.ndarray, int]:
     """(entries per item, number of users) of a training CSR, checked."""
     import scipy.sparse as sp
 
@@ -196,27 +196,16 @@ def _train_counts(train, n_items: int | None, counter) -> tuple[np.ndarray, int]
     if n_train == 0:
         raise ValueError(must_be("train", "at least one user", "an empty matrix"))
     n_cols = int(train.shape[1])
-    indices = np.asarray(train.indices)
-    if counter is None:
-        inside = (indices >= 0) & (indices < n_cols)
-        n_bad = int(indices.size - np.count_nonzero(inside))
-        counts = np.bincount(indices[inside] if n_bad else indices, minlength=n_cols)
-    else:
-        counts, n_bad = counter(indices, n_cols)
+    counts, n_bad = _count_items(np.asarray(train.indices), n_cols)
     if n_bad:
         raise ValueError(must_be("train", f"column indices in [0, {n_cols})",
                                  f"{n_bad} outside it (a malformed CSR)"))
     return counts.astype(np.int64, copy=False), n_train
 
 
-def beyond_args(specs: tuple[MetricSpec, ...], train, n_items: int, *,
-                counter=None) -> Beyond:
-    """Cut-offs and popularity tables for the list and global metrics among ``specs``.
-
-    ``train`` is a training CSR or an :class:`ItemPopularity`. ``counter(indices, n_items)``
-    counts a CSR's entries per item (``np.bincount`` unless given; the Numba engine passes
-    :func:`count_items`) and returns (counts, number of indices outside [0, n_items)).
-    """
+def beyond_args(specs: tuple[MetricSpec, ...], train, n_items: int) -> Beyond:
+    """Cut-offs and popularity tables for the list and global metrics among ``specs``;
+    ``train`` is a training CSR (counted here) or an :class:`ItemPopularity`."""
     bspecs = _beyond(specs)
     bks = np.array(sorted({s.k for s in bspecs}, reverse=True), np.int64)
     needs_train = [str(s) for s in bspecs if METRICS[s.name].kind == "list"]
@@ -233,7 +222,7 @@ def beyond_args(specs: tuple[MetricSpec, ...], train, n_items: int, *,
                                      f"one of {train.counts.shape[0]}"))
         counts, n_train = train.counts, train.n_users
     else:
-        counts, n_train = _train_counts(train, n_items, counter)
+        counts, n_train = _train_counts(train, n_items)
     if int(counts.max(initial=0)) >= 2**31:
         raise ValueError(must_be("train", "item popularities below 2**31",
                                  f"{int(counts.max())}"))

@@ -17,14 +17,7 @@ from typing import Callable
 
 import numpy as np
 
-from .conventions import (
-    Conventions,
-    beyond_args,
-    check_empty_users,
-    count_items,
-    finish,
-    gains,
-)
+from .conventions import Conventions, beyond_args, check_empty_users, finish, gains
 from .inputs import (
     _check_csr,
     _check_has_items,
@@ -136,7 +129,7 @@ def _prepare(specs, ho: _HostCSR, conv: Conventions, train, n_items: int):
     check_empty_users(conv, n_heldout)
     acc = _accuracy(specs)
     ks, codes = _kernel_args(specs)
-    beyond = beyond_args(specs, train, n_items, counter=count_items)
+    beyond = beyond_args(specs, train, n_items)
     discount, idcg = _tables(int(max(ks.max() if ks.size else 1,
                                      beyond.bks.max() if beyond.bks.size else 1)))
     return n_heldout, acc, ks, codes, beyond, discount, idcg
