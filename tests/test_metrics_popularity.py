@@ -126,6 +126,9 @@ def test_popularity_of_the_wrong_catalogue_and_malformed_csr():
     with pytest.raises(ValueError, match="an ItemPopularity of 30 items .*got one of 29"):
         evaluate(s, heldout, metrics="novelty@3",
                  train=ItemPopularity(np.ones(29, np.int64), 5))
+    with pytest.raises(ValueError, match=r"item popularities below 2\*\*31, got 2147483648"):
+        evaluate(s, heldout, metrics="novelty@3",
+                 train=ItemPopularity(np.full(30, 2**31, np.int64), 5))
     bad = train.copy()
     bad.indices = bad.indices.copy()
     bad.indices[3] = 31  # scipy does not check indices on assignment
